@@ -1,0 +1,24 @@
+"""Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
+
+from torchff.autograd.rectifier import (
+    AbsFunction,
+    LeakyReLUFunction,
+    LeakyReLUInplaceFunction,
+    PReLUFunction,
+    ReLUFunction,
+    ReLUInplaceFunction,
+)
+from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
+from torchff.autograd.step import BinaryStepFunction
+
+__all__ = [
+    "AbsFunction",
+    "BinaryStepFunction",
+    "LeakyReLUFunction",
+    "LeakyReLUInplaceFunction",
+    "PReLUFunction",
+    "ReLUFunction",
+    "ReLUInplaceFunction",
+    "SigmoidFunction",
+    "SoftplusFunction",
+]

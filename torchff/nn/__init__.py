@@ -1,0 +1,29 @@
+"""Drop-in ``nn.Module``\\ s over :mod:`torchff.functional`, and the name registries."""
+
+from torchff.nn.activation import (
+    AbsReLU,
+    BinaryStep,
+    GeneralizedReLU,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softplus,
+)
+from torchff.nn.registry import get_activation, list_activations, register_activation
+
+__all__ = [
+    # activations
+    "AbsReLU",
+    "BinaryStep",
+    "GeneralizedReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ReLU",
+    "Sigmoid",
+    "Softplus",
+    # registry
+    "get_activation",
+    "list_activations",
+    "register_activation",
+]

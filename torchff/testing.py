@@ -1,0 +1,369 @@
+"""A reusable checker for custom autograd Functions and modules.
+
+``check(fn, *inputs, reference=...)`` proves, in one call, what torchff proves for each
+of its own Functions:
+
+* ``torch.autograd.gradcheck`` in float64 (first derivatives),
+* ``torch.autograd.gradgradcheck`` in float64, or a check that double backward raises
+  a clear error when the Function states it is unsupported,
+* parity of values and gradients against a reference callable, in the inputs' own dtypes,
+* ``torch.func.vmap`` and ``torch.func.jacrev`` agreement with the eager result,
+* ``torch.compile(fullgraph=True)`` agreement (no graph break allowed),
+* the bytes saved for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``
+  and de-duplicated by storage.
+
+Each check raises ``AssertionError`` with a message naming what disagreed; ``check``
+returns a :class:`CheckReport` with the saved-bytes numbers for further assertions.
+
+Example::
+
+    import torch, torchff.functional as F
+    from torchff.testing import check
+    x = torch.randn(16, 8, requires_grad=True)
+    report = check(F.leaky_relu, x, reference=torch.nn.functional.leaky_relu)
+    assert report.saved_bytes <= report.reference_saved_bytes
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils._pytree import tree_flatten
+
+__all__ = [
+    "CheckReport",
+    "SavedTensors",
+    "check",
+    "check_compile",
+    "check_gradcheck",
+    "check_gradgradcheck",
+    "check_parity",
+    "check_vmap",
+    "default_tolerances",
+    "saved_tensors",
+    "all_finite",
+    "nan_safe_equal",
+]
+
+
+# --------------------------------------------------------------------------------------
+# saved tensors
+# --------------------------------------------------------------------------------------
+def _storage_key(t: torch.Tensor) -> tuple:
+    s = t.untyped_storage()
+    return (t.device.type, t.device.index, s.data_ptr(), s.nbytes())
+
+
+@dataclass
+class SavedTensors:
+    """What a forward pass saved for backward, one entry per distinct storage.
+
+    ``entries`` lists ``(shape, dtype, storage_nbytes)`` per storage, ``total`` is their
+    sum. ``beyond(*tensors)`` gives the bytes that are *not* shared with the given tensors
+    (for example the output, which the next layer keeps anyway).
+    """
+
+    entries: list[tuple[tuple[int, ...], torch.dtype, int]] = field(default_factory=list)
+    keys: list[tuple] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(e[2] for e in self.entries)
+
+    def beyond(self, *tensors: torch.Tensor) -> int:
+        kept = {_storage_key(t) for t in tensors if isinstance(t, torch.Tensor)}
+        return sum(e[2] for e, k in zip(self.entries, self.keys) if k not in kept)
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        parts = ", ".join(f"{tuple(s)}:{str(d).replace('torch.', '')}={n}B" for s, d, n in self.entries)
+        return f"SavedTensors(total={self.total}B: {parts})"
+
+
+def saved_tensors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, SavedTensors]:
+    """Run ``fn(*args, **kwargs)`` and record what autograd saved for backward.
+
+    Returns ``(output, SavedTensors)``. Storages are de-duplicated: two saved views of one
+    buffer count once, at the size of the whole storage (that is what stays allocated).
+    Keep the output alive while you use ``beyond`` so that its storage cannot be reused.
+    """
+    record = SavedTensors()
+    seen: set[tuple] = set()
+    holders: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(t)
+        if key not in seen:
+            seen.add(key)
+            record.keys.append(key)
+            record.entries.append((tuple(t.shape), t.dtype, t.untyped_storage().nbytes()))
+            holders.append(t)  # keep alive so that data_ptrs stay unique during the run
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*args, **kwargs)
+    return out, record
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def default_tolerances(dtype: torch.dtype) -> tuple[float, float]:
+    """(rtol, atol) for comparing two implementations of the same formula in ``dtype``."""
+    return {
+        torch.float64: (1e-7, 1e-9),
+        torch.float32: (1.3e-6, 1e-5),
+        torch.float16: (1e-3, 1e-3),
+        torch.bfloat16: (1.6e-2, 1e-2),
+    }.get(dtype, (1.3e-6, 1e-5))
+
+
+def _is_float(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
+
+
+def _as_tuple(x: Any) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _fresh(inputs: Sequence[Any], dtype: torch.dtype | None = None) -> list[Any]:
+    """Detached copies of the inputs (optionally cast), keeping ``requires_grad``."""
+    out = []
+    for t in inputs:
+        if isinstance(t, torch.Tensor):
+            c = t.detach().clone()
+            if dtype is not None and c.is_floating_point():
+                c = c.to(dtype)
+            if t.requires_grad and c.is_floating_point():
+                c.requires_grad_(True)
+            out.append(c)
+        else:
+            out.append(t)
+    return out
+
+
+def _float_outputs(out: Any) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(out)
+    return [o for o in leaves if _is_float(o)]
+
+
+def _run_with_grads(fn: Callable, inputs: Sequence[Any], seed: int = 0):
+    """Forward, then backward with a fixed random cotangent; returns (outputs, grads)."""
+    outs = _float_outputs(fn(*inputs))
+    diff = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    grads: list[torch.Tensor | None] = [None] * len(diff)
+    outs_req = [o for o in outs if o.requires_grad]
+    if diff and outs_req:
+        gen = torch.Generator().manual_seed(seed)
+        cot = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype).to(o.device) for o in outs_req]
+        grads = list(torch.autograd.grad(outs_req, diff, cot, allow_unused=True))
+    return [o.detach() for o in outs], grads
+
+
+def _assert_close(name: str, actual: Any, expected: Any, rtol: float, atol: float) -> None:
+    if actual is None or expected is None:
+        if actual is None and expected is None:
+            return
+        # an unused input: None on one side must be zeros on the other
+        t = actual if actual is not None else expected
+        if torch.count_nonzero(torch.nan_to_num(t, nan=1.0)) == 0:
+            return
+        raise AssertionError(f"{name}: one side has no gradient, the other is non-zero")
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{name}: shape {tuple(actual.shape)} != reference {tuple(expected.shape)}")
+    if actual.dtype != expected.dtype:
+        raise AssertionError(f"{name}: dtype {actual.dtype} != reference {expected.dtype}")
+    try:
+        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+    except AssertionError as e:
+        raise AssertionError(f"{name}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------
+# individual checks
+# --------------------------------------------------------------------------------------
+def check_gradcheck(fn: Callable, *inputs: Any, **gradcheck_kwargs: Any) -> None:
+    """``torch.autograd.gradcheck`` of ``fn`` on float64 copies of the inputs."""
+    x64 = _fresh(inputs, torch.float64)
+    kw = dict(eps=1e-6, atol=1e-6, rtol=1e-4, check_undefined_grad=True, check_batched_grad=False)
+    kw.update(gradcheck_kwargs)
+    if not torch.autograd.gradcheck(fn, x64, **kw):  # raises on failure; the False path is defensive
+        raise AssertionError("gradcheck failed")
+
+
+def check_gradgradcheck(fn: Callable, *inputs: Any, supported: bool = True, **kwargs: Any) -> None:
+    """``gradgradcheck`` in float64, or, with ``supported=False``, that double backward raises."""
+    x64 = _fresh(inputs, torch.float64)
+    if supported:
+        kw = dict(eps=1e-6, atol=1e-6, rtol=1e-4)
+        kw.update(kwargs)
+        if not torch.autograd.gradgradcheck(fn, x64, **kw):
+            raise AssertionError("gradgradcheck failed")
+        return
+    outs = [o for o in _float_outputs(fn(*x64)) if o.requires_grad]
+    diff = [t for t in x64 if isinstance(t, torch.Tensor) and t.requires_grad]
+    gs = torch.autograd.grad([o.sum() for o in outs], diff, create_graph=True, allow_unused=True)
+    try:
+        total = sum(g.sum() for g in gs if g is not None and g.requires_grad)
+        if isinstance(total, torch.Tensor):
+            torch.autograd.grad(total, diff, allow_unused=True)
+    except RuntimeError:
+        return
+    raise AssertionError("double backward was declared unsupported but ran without error")
+
+
+def check_parity(
+    fn: Callable,
+    reference: Callable,
+    *inputs: Any,
+    rtol: float | None = None,
+    atol: float | None = None,
+    check_grads: bool = True,
+) -> None:
+    """Values (and gradients, with a fixed random cotangent) of ``fn`` equal ``reference``'s."""
+    dtype = next((t.dtype for t in inputs if _is_float(t)), torch.float32)
+    r0, a0 = default_tolerances(dtype)
+    rtol = r0 if rtol is None else rtol
+    atol = a0 if atol is None else atol
+    xa, xb = _fresh(inputs), _fresh(inputs)
+    if check_grads:
+        oa, ga = _run_with_grads(fn, xa)
+        ob, gb = _run_with_grads(reference, xb)
+    else:
+        with torch.no_grad():
+            oa, ob = _float_outputs(fn(*xa)), _float_outputs(reference(*xb))
+        ga = gb = []
+    if len(oa) != len(ob):
+        raise AssertionError(f"{len(oa)} outputs, reference has {len(ob)}")
+    for i, (a, b) in enumerate(zip(oa, ob)):
+        _assert_close(f"output {i}", a, b, rtol, atol)
+    for i, (a, b) in enumerate(zip(ga, gb)):
+        _assert_close(f"gradient of input {i}", a, b, rtol, atol)
+
+
+def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True) -> None:
+    """``vmap`` over a new leading batch of 3 equals a Python loop; ``jacrev`` equals autograd's Jacobian.
+
+    Inputs are used as one sample; the batch is made of 3 perturbed copies of the floating ones.
+    """
+    base = [t.detach().double() if _is_float(t) else t for t in inputs]
+    gen = torch.Generator().manual_seed(1)
+    batched = [
+        torch.stack([t + 0.01 * k * torch.randn(t.shape, generator=gen, dtype=t.dtype) for k in range(3)])
+        if _is_float(t)
+        else t
+        for t in base
+    ]
+    dims = tuple(0 if _is_float(t) else None for t in base) if in_dims == 0 else in_dims
+    got = torch.func.vmap(fn, in_dims=dims)(*batched)
+    for k in range(3):
+        sample = [b[k] if d == 0 else b for b, d in zip(batched, dims)]
+        want = fn(*sample)
+        for i, (g, w) in enumerate(zip(_float_outputs(got), _float_outputs(want))):
+            _assert_close(f"vmap output {i}, sample {k}", g[k], w, 1e-10, 1e-12)
+    if not jacrev:
+        return
+    argnums = tuple(i for i, t in enumerate(base) if _is_float(t) and inputs[i].requires_grad)
+    if not argnums:
+        return
+
+    def first_output(*a):
+        return _float_outputs(fn(*a))[0]
+
+    jac = torch.func.jacrev(first_output, argnums=argnums)(*base)
+    ref_in = [t.clone().requires_grad_(i in argnums) if _is_float(t) else t for i, t in enumerate(base)]
+    ref = torch.autograd.functional.jacobian(
+        lambda *d: first_output(*[d[argnums.index(i)] if i in argnums else t for i, t in enumerate(ref_in)]),
+        tuple(ref_in[i] for i in argnums),
+    )
+    for i, (a, b) in enumerate(zip(_as_tuple(jac), _as_tuple(ref))):
+        _assert_close(f"jacrev w.r.t. argument {argnums[i]}", a, b, 1e-10, 1e-12)
+
+
+def check_compile(fn: Callable, *inputs: Any, backend: str = "aot_eager", check_grads: bool = True) -> None:
+    """``torch.compile(fn, fullgraph=True)`` gives the eager values and gradients (no graph break)."""
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend=backend)
+    dtype = next((t.dtype for t in inputs if _is_float(t)), torch.float32)
+    rtol, atol = default_tolerances(dtype)
+    if backend == "inductor":  # inductor may reorder floating point arithmetic
+        rtol, atol = 10 * rtol, 10 * atol
+    check_parity(compiled, fn, *inputs, rtol=rtol, atol=atol, check_grads=check_grads)
+
+
+# --------------------------------------------------------------------------------------
+# everything at once
+# --------------------------------------------------------------------------------------
+@dataclass
+class CheckReport:
+    """What :func:`check` ran and the saved-for-backward bytes it measured."""
+
+    checks: list[str]
+    saved: SavedTensors
+    reference_saved: SavedTensors | None
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.saved.total
+
+    @property
+    def reference_saved_bytes(self) -> int | None:
+        return None if self.reference_saved is None else self.reference_saved.total
+
+
+def check(
+    fn: Callable,
+    *inputs: Any,
+    reference: Callable | None = None,
+    gradcheck: bool = True,
+    gradgrad: bool | None = True,
+    vmap: bool = True,
+    jacrev: bool = True,
+    compile: bool = True,
+    compile_backend: str = "aot_eager",
+    rtol: float | None = None,
+    atol: float | None = None,
+    gradcheck_kwargs: dict | None = None,
+) -> CheckReport:
+    """Run every check on ``fn(*inputs)``; raise ``AssertionError`` on the first failure.
+
+    Args:
+        fn: the callable under test (a Function's ``apply``, a functional, a module).
+        inputs: its arguments; floating tensors with ``requires_grad=True`` are the ones
+            differentiated. Use points away from kinks for gradcheck.
+        reference: a callable computing the same thing (torch's op); parity is skipped without one.
+        gradgrad: ``True`` to run gradgradcheck, ``False`` to assert double backward raises,
+            ``None`` to skip.
+        compile_backend: ``"aot_eager"`` (fast, checks tracing through autograd) or ``"inductor"``.
+    """
+    ran: list[str] = []
+    if gradcheck:
+        check_gradcheck(fn, *inputs, **(gradcheck_kwargs or {}))
+        ran.append("gradcheck")
+    if gradgrad is not None:
+        check_gradgradcheck(fn, *inputs, supported=gradgrad, **(gradcheck_kwargs or {}))
+        ran.append("gradgradcheck" if gradgrad else "double-backward-unsupported")
+    if reference is not None:
+        check_parity(fn, reference, *inputs, rtol=rtol, atol=atol)
+        ran.append("parity")
+    if vmap:
+        check_vmap(fn, *inputs, jacrev=jacrev)
+        ran.append("vmap+jacrev" if jacrev else "vmap")
+    if compile:
+        check_compile(fn, *inputs, backend=compile_backend)
+        ran.append(f"compile[{compile_backend}]")
+    _, saved = saved_tensors(fn, *_fresh(inputs))
+    ref_saved = saved_tensors(reference, *_fresh(inputs))[1] if reference is not None else None
+    return CheckReport(ran, saved, ref_saved)
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """True when every element of every tensor is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+
+
+def nan_safe_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Exact equality that treats nan as equal to nan."""
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
