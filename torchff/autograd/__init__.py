@@ -10,6 +10,7 @@ from torchff.autograd.rectifier import (
 )
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.step import BinaryStepFunction
+from torchff.autograd.fused import LinearCrossEntropyFunction
 
 __all__ = [
     "AbsFunction",
@@ -21,4 +22,5 @@ __all__ = [
     "ReLUInplaceFunction",
     "SigmoidFunction",
     "SoftplusFunction",
+    "LinearCrossEntropyFunction",
 ]

@@ -11,6 +11,7 @@ from torchff.nn.activation import (
     Softplus,
 )
 from torchff.nn.registry import get_activation, list_activations, register_activation
+from torchff.nn.fused import LinearCrossEntropyLoss
 
 __all__ = [
     # activations
@@ -26,4 +27,6 @@ __all__ = [
     "get_activation",
     "list_activations",
     "register_activation",
+    # fused output layer
+    "LinearCrossEntropyLoss",
 ]
