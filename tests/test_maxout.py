@@ -329,7 +329,10 @@ def test_maxout_linear_saved_bytes():
     n_out = out.numel()
     assert saved.beyond(x, layer.weight) == n_out  # the uint8 index, nothing else
     assert saved.total == x.numel() * 4 + layer.weight.numel() * 4 + n_out
-    ref_out, ref_saved = saved_tensors(lambda t: view_max(torch.nn.functional.linear(t, layer.weight, layer.bias), 4), x)
+    def reference(t):
+        return view_max(torch.nn.functional.linear(t, layer.weight, layer.bias), 4)
+
+    ref_out, ref_saved = saved_tensors(reference, x)
     assert ref_saved.beyond(x, layer.weight) == 8 * n_out
 
 
