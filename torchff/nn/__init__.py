@@ -11,6 +11,19 @@ from torchff.nn.activation import (
     Softplus,
 )
 from torchff.nn.registry import get_activation, list_activations, register_activation
+from torchff.nn.softmax import LogSoftmax, Softmax
+from torchff.nn.loss import (
+    BCEWithLogitsLoss,
+    BernoulliNLLLoss,
+    CrossEntropyLoss,
+    GaussianNLLLoss,
+    L1Loss,
+    LaplaceNLLLoss,
+    MSELoss,
+    NLLLoss,
+    SoftmaxNLLLoss,
+)
+from torchff.nn.output import OutputDistribution, get_output, list_outputs
 
 __all__ = [
     # activations
@@ -26,4 +39,19 @@ __all__ = [
     "get_activation",
     "list_activations",
     "register_activation",
+    # output units and costs
+    "Softmax",
+    "LogSoftmax",
+    "BCEWithLogitsLoss",
+    "BernoulliNLLLoss",
+    "CrossEntropyLoss",
+    "SoftmaxNLLLoss",
+    "NLLLoss",
+    "MSELoss",
+    "L1Loss",
+    "GaussianNLLLoss",
+    "LaplaceNLLLoss",
+    "OutputDistribution",
+    "get_output",
+    "list_outputs",
 ]
