@@ -721,6 +721,22 @@ def test_inductor_compile():
     check_compile(lambda a: F.binary_cross_entropy_with_logits(a, y), z, backend="inductor")
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(AUTOCAST_CASES))
+def test_cuda_parity_and_autocast_dtypes(name):
+    fn, _ = AUTOCAST_CASES[name]
+    z = (3 * torch.randn(6, 4, device="cuda")).requires_grad_()
+    t = torch.randint(0, 4, (6,), device="cuda")
+    y, v = torch.rand(6, 4, device="cuda"), torch.rand(6, 4, device="cuda") + 0.5
+    check_parity(lambda a: fn(F, a, t, y, v), lambda a: fn(TF, a, t, y, v), z)
+    for dtype in (torch.float16, torch.bfloat16):
+        zh = z.detach().to(dtype).requires_grad_()
+        with torch.autocast("cuda", dtype=dtype):
+            got, want = fn(F, zh, t, y.to(dtype), v.to(dtype)), fn(TF, zh, t, y.to(dtype), v.to(dtype))
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
 # helpers --------------------------------------------------------------------------------
 class _quiet:
     """Silence the broadcasting warning that both torch and torchff give for unequal shapes."""
