@@ -331,7 +331,9 @@ def cross_entropy(
     torch's signature and semantics: class-index targets (with ``weight``, ``ignore_index`` and
     ``label_smoothing``; ``'mean'`` divides by the summed target weights) or class-probability
     targets shaped like the input; inputs ``(N, C)``, ``(N, C, d1, ...)`` or unbatched ``(C,)``.
-    Saves the logits and the target (torch: a logits-sized log-softmax and the target).
+    Class indices: one softmax in the forward pass, which keeps the residual
+    :math:`\mathrm{softmax}(z) - e_y` (logits-sized, as torch's log-softmax) so that the backward
+    is one multiplication. Class probabilities: saves the logits and the target, as torch.
     """
     if size_average is not None or reduce is not None:
         reduction = _Reduction.legacy_get_string(size_average, reduce)
@@ -351,7 +353,7 @@ def cross_entropy(
     if label_smoothing > 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     target = _check_index_target("cross_entropy", input, target, weight, ignore_index)
-    return _ce.CrossEntropyFunction.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))
+    return _ce.CrossEntropyFunction.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
 
 
 softmax_nll = cross_entropy

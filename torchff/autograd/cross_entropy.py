@@ -26,9 +26,10 @@ absent), label smoothing :math:`\varepsilon` and ``ignore_index`` (rows with it 
 The row math (:func:`cross_entropy_rows` and the ``_index_*`` helpers) is shared with fused
 variants that compute the logits block by block (e.g. a linear + cross-entropy layer).
 
-Saved for backward: the logits, the target and the class weights (the inputs; torch keeps a
-logits-sized log-softmax, the target and a scalar), nothing per element beyond that. The backward
-recomputes the softmax with torch's fused kernel, so double backward stays exact.
+Saved for backward (class indices): the residual :math:`\mathrm{softmax}(z) - e_y`, computed
+in the forward pass and returned as a second output so that double backward stays exact, the
+target and the class weights: as many bytes as torch's log-softmax and target. The backward is
+then a single multiplication.
 """
 
 from __future__ import annotations
@@ -94,44 +95,69 @@ def _index_loss_rows(
     return rows.masked_fill(~valid, 0)
 
 
-def _index_grad(
-    p: Tensor,
+def _index_loss_and_residual(
+    input: Tensor, safe: Tensor, valid: Tensor, weight: Tensor | None, label_smoothing: float, cdim: int, dtype
+) -> tuple[Tensor, Tensor]:
+    r"""Loss per row and the residual :math:`G = \mathrm{softmax}(z) - e_y` (fresh, in ``dtype``).
+
+    Without smoothing, one fused softmax gives both: :math:`-\log p_y = \mathrm{lse} - z_y` with
+    :math:`\mathrm{lse} = \max_j z_j - \log \max_j p_j`, where :math:`\max_j p_j \in [1/C, 1]`
+    cannot underflow, so the loss stays exact for logits of any size. With smoothing the loss
+    needs every :math:`\log p_c`, so it comes from a log-softmax whose buffer then becomes
+    :math:`p`. Ignored rows hold :math:`p - e_0`; their coefficients are 0.
+    """
+    idx = safe.unsqueeze(cdim)
+    if label_smoothing > 0.0:
+        logp = torch.log_softmax(input, cdim, dtype=dtype)
+        rows = _index_loss_rows(logp, safe, valid, weight, label_smoothing, cdim)
+        p = logp.exp_()
+    else:
+        p = torch.softmax(input, cdim, dtype=dtype)
+        lse = input.amax(cdim).to(dtype) - p.amax(cdim).log_()
+        rows = lse - input.gather(cdim, idx).squeeze(cdim).to(dtype)
+        if weight is not None:
+            rows = rows * weight.to(dtype)[safe]
+        rows = rows.masked_fill(~valid, 0)
+    return rows, p.scatter_add_(cdim, idx, torch.full(idx.shape, -1.0, dtype=dtype, device=p.device))
+
+
+def _grad_from_residual(
+    res: Tensor,
     safe: Tensor,
     tw: Tensor,
     weight: Tensor | None,
     label_smoothing: float,
     cdim: int,
     row_scale: Tensor,
-    inplace: bool,
+    overwrite: bool,
 ) -> Tensor:
-    r"""``row_scale_n * (a_n p_n - b_n e_{y_n} - eps/C w)`` from the probabilities ``p``.
+    r"""``row_scale_n * dl_n/dz_n`` from the residual :math:`G = p - e_y`.
 
-    ``row_scale`` holds one factor per row and must be 0 on ignored rows. With ``inplace`` the
-    result is written into ``p`` (a fresh buffer), otherwise it is computed out of place
-    (differentiable, for double backward).
+    :math:`\partial l_n/\partial z_n = a_n p_n - b_n e_{y_n} - \tfrac{\varepsilon}{C} w
+    = a_n G_n + (a_n - b_n) e_{y_n} - \tfrac{\varepsilon}{C} w`, so without smoothing
+    (:math:`a_n = b_n`) it is one multiplication. ``row_scale`` holds one factor per row and must
+    be 0 on ignored rows. ``overwrite`` writes into ``res`` (a fresh buffer of its caller);
+    otherwise a new tensor is returned (16-bit residuals promote to float32), computed out of
+    place when grad mode is on (double backward).
     """
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
-    C = p.shape[cdim]
+    C = res.shape[cdim]
     b = tw * row_scale
+    a = b
     if eps:
         b = b * (1.0 - eps)
-        wsum = float(C) if weight is None else weight.to(p.dtype).sum()
+        wsum = float(C) if weight is None else weight.to(tw.dtype).sum()
         a = b + row_scale * (wsum * (eps / C))
-        c = (row_scale * (eps / C)).unsqueeze(cdim)
-    else:
-        a = b
-    a, b = a.unsqueeze(cdim), b.unsqueeze(cdim).neg()
+    out = res.mul_(a.unsqueeze(cdim)) if overwrite else res * a.unsqueeze(cdim)
+    if not eps:
+        return out
     idx = safe.unsqueeze(cdim)
-    wv = None if weight is None else _class_view(weight.to(p.dtype), p.dim(), cdim)
-    if inplace:
-        p.mul_(a).scatter_add_(cdim, idx, b)
-        if eps:
-            p.sub_(c if wv is None else c * wv)
-        return p
-    grad = p * a + torch.zeros_like(p).scatter(cdim, idx, b)
-    if eps:
-        grad = grad - (c if wv is None else c * wv)
-    return grad
+    extra = (a - b).unsqueeze(cdim)
+    c = (row_scale * (eps / C)).unsqueeze(cdim)
+    cw = c if weight is None else c * _class_view(weight.to(tw.dtype), res.dim(), cdim)
+    if torch.is_grad_enabled() and not overwrite:
+        return out.scatter_add(cdim, idx, extra) - cw
+    return out.scatter_add_(cdim, idx, extra).sub_(cw)
 
 
 def _row_scale(grad: Tensor, valid: Tensor, tw: Tensor, reduction: int) -> Tensor:
@@ -186,22 +212,28 @@ def cross_entropy_rows(
         )
     with torch.no_grad():
         dtype = _opmath(logits.dtype)
-        logp = torch.log_softmax(logits, 1, dtype=dtype)
         safe, valid, tw = _index_terms(target, weight, ignore_index, dtype)
-        loss = _index_loss_rows(logp, safe, valid, weight, label_smoothing, 1)
-        grad = _index_grad(logp.exp_(), safe, tw, weight, label_smoothing, 1, valid.to(dtype), inplace=True)
+        loss, res = _index_loss_and_residual(logits, safe, valid, weight, label_smoothing, 1, dtype)
+        grad = _grad_from_residual(res, safe, tw, weight, label_smoothing, 1, valid.to(dtype), overwrite=True)
     return CrossEntropyRows(loss, grad, tw)
 
 
 class CrossEntropyFunction(Function):
     r"""Softmax cross-entropy with class-index targets (torch's ``cross_entropy`` for integer targets).
 
-    ``forward(input, target, weight, ignore_index, reduction, label_smoothing)``; see the module
-    docstring for the loss and its gradient. Computed in float32 for 16-bit logits; the output
-    has the logits' dtype. ``weight`` is not differentiable (as in torch).
+    ``forward(input, target, weight, ignore_index, reduction, label_smoothing) -> (loss, residual)``;
+    see the module docstring for the loss and its gradient. Computed in float32 for 16-bit
+    logits; the outputs have the logits' dtype. ``weight`` is not differentiable (as in torch).
 
-    Saved for backward: the logits, the target and the weight (the inputs, no copies): as many
-    bytes as torch's log-softmax, target and total weight.
+    The forward computes the softmax once and returns the residual :math:`G = \mathrm{softmax}(z)
+    - e_y` as a second output, which it saves: the backward is then one multiplication,
+    :math:`\partial J/\partial z = s_n G_n` per row (:math:`s_n` the upstream gradient times the
+    row's weight, over the total weight for ``'mean'``; plus the smoothing terms). Because the
+    residual is an output of the Function, the saved copy stays in the graph: double backward
+    goes through the softmax Jacobian :math:`\mathrm{diag}(p) - pp^\top`, :math:`p = G + e_y`.
+
+    Saved for backward: the residual (logits-sized, in the logits' dtype), the target and the
+    weight: torch keeps a logits-sized log-softmax, the target, the weight and a scalar.
     """
 
     generate_vmap_rule = True
@@ -209,33 +241,40 @@ class CrossEntropyFunction(Function):
     @staticmethod
     def forward(
         input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: int, label_smoothing: float
-    ) -> Tensor:
+    ):
         cdim = _class_dim(input)
         dtype = _opmath(input.dtype)
-        logp = torch.log_softmax(input, cdim, dtype=dtype)
         safe, valid, tw = _index_terms(target, weight, ignore_index, dtype)
-        rows = _index_loss_rows(logp, safe, valid, weight, label_smoothing, cdim)
-        return _reduce(rows, reduction, tw.sum() if reduction == MEAN else None).to(input.dtype)
+        rows, res = _index_loss_and_residual(input, safe, valid, weight, label_smoothing, cdim, dtype)
+        loss = _reduce(rows, reduction, tw.sum() if reduction == MEAN else None)
+        return loss.to(input.dtype), res.to(input.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, target, weight, ignore_index, reduction, label_smoothing = inputs
         ctx.ignore_index, ctx.reduction, ctx.label_smoothing = ignore_index, reduction, label_smoothing
-        ctx.save_for_backward(input, target, weight)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(output[1], target, weight)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        input, target, weight = ctx.saved_tensors
+    def backward(ctx, grad: Tensor | None, grad_res: Tensor | None):
+        res, target, weight = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
-        cdim = _class_dim(input)
-        dtype = _opmath(input.dtype)
+        cdim = _class_dim(res)
+        dtype = _opmath(res.dtype)
         safe, valid, tw = _index_terms(target, weight, ctx.ignore_index, dtype)
-        scale = _row_scale(grad, valid, tw, ctx.reduction)
-        inplace = not torch.is_grad_enabled()
-        p = torch.softmax(input, cdim, dtype=dtype)
-        g = _index_grad(p, safe, tw, weight, ctx.label_smoothing, cdim, scale, inplace)
-        return g.to(input.dtype), None, None, None, None, None
+        out = None
+        if grad is not None:
+            scale = _row_scale(grad, valid, tw, ctx.reduction)
+            out = _grad_from_residual(res, safe, tw, weight, ctx.label_smoothing, cdim, scale, overwrite=False)
+        if grad_res is not None:  # through the residual (double backward): softmax's Jacobian
+            idx = safe.unsqueeze(cdim)
+            p = res.to(dtype).scatter_add(cdim, idx, torch.ones(idx.shape, dtype=dtype, device=res.device))
+            gr = grad_res.to(dtype)
+            through = p * (gr - (gr * p).sum(cdim, keepdim=True))
+            out = through if out is None else out + through
+        return None if out is None else out.to(res.dtype), None, None, None, None, None
 
 
 class CrossEntropyProbsFunction(Function):
