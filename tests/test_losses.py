@@ -499,6 +499,11 @@ def test_byte_targets_as_torch():
     check_parity(lambda a: F.cross_entropy(a, t), lambda a: TF.cross_entropy(a, t), z)
     with pytest.raises(IndexError, match="Target 200 "):
         F.cross_entropy(z, torch.tensor([0, 200, 1, 1], dtype=torch.uint8))
+    # 156 is -100 wrapped to uint8: still a class index, not the ignore_index
+    wide = _x(2, 160)
+    t = torch.tensor([156, 3], dtype=torch.uint8)
+    check_parity(lambda a: F.cross_entropy(a, t), lambda a: TF.cross_entropy(a, t), wide)
+    check_parity(lambda a: F.nll_loss(a, t), lambda a: TF.nll_loss(a, t), wide)
 
 
 def test_shape_mismatches_name_both_shapes():

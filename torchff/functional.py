@@ -303,11 +303,10 @@ def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor
     C = input.shape[1 if input.dim() >= 2 else 0]
     _check_weight(name, input, weight, C)
     if not _traced(target):
-        bad = (target >= C) & (target != ignore_index)
-        if target.dtype != torch.uint8:
-            bad |= (target < 0) & (target != ignore_index)
+        t = target.long()  # compare as int64: uint8 would wrap a negative ignore_index
+        bad = ((t < 0) | (t >= C)) & (t != ignore_index)
         if bool(bad.any()):
-            value = int(target[bad].flatten()[0])
+            value = int(t[bad].flatten()[0])
             raise IndexError(
                 f"Target {value} is out of bounds: {name} expects class indices in [0, {C}) "
                 f"or ignore_index={ignore_index}"

@@ -70,8 +70,9 @@ def _class_view(weight: Tensor, ndim: int, cdim: int) -> Tensor:
 def _index_terms(target: Tensor, weight: Tensor | None, ignore_index: int, dtype: torch.dtype):
     """``(safe, valid, tw)``: target with ignored rows set to 0 (int64, safe to gather with),
     the not-ignored mask, and the target weight :math:`w_{y_n}` per row (0 where ignored)."""
+    target = target.long()  # compare as int64: uint8 targets would wrap ignore_index (-100 -> 156)
     valid = target != ignore_index
-    safe = target.long().masked_fill(~valid, 0)
+    safe = target.masked_fill(~valid, 0)
     if weight is None:
         tw = valid.to(dtype)
     else:
