@@ -149,8 +149,8 @@ def _maxout_linear(s: Sizes, device, dtype, gen):
     ff = MaxoutLinear(s.features, units, k).to(device=device, dtype=dtype)
     ref = TorchMaxoutLinear(s.features, units, k, device=device, dtype=dtype)
     _copy_maxout_linear(ff, ref)
-    x = torch.randn((s.rows, s.features), generator=gen).to(device=device, dtype=dtype)
-    return OpCase(f"maxout_linear_k{k}", "layer", ff, ref, [x], [], out_features=units,
+    x = _leaf((s.rows, s.features), gen, device, dtype)  # a hidden layer: its input needs a gradient too
+    return OpCase(f"maxout_linear_k{k}", "layer", ff, ref, [x], [x], out_features=units,
                   expected_extra="uint8 index (torch: int64)")
 
 
