@@ -152,3 +152,21 @@ def test_fused_linear_cross_entropy_benchmark_runs(tmp_path):
     # the unfused loss holds N x C buffers (8 MiB each here), the fused one a 1 MiB chunk
     assert result["peak_bytes"]["unfused"] > result["peak_bytes"]["fused"] >= 0
     assert result["seconds"]["fused"] > 0 and result["seconds"]["unfused"] > 0
+
+
+@pytest.mark.cuda
+def test_smoke_run_on_cuda_reports_peak_memory(tmp_path):
+    out = tmp_path / "cuda.json"
+    result = run.main(["--smoke", "--rounds", "1", "--min-run-time", "0.001", "--device", "cuda",
+                       "--ops", "relu,maxout,cross_entropy", "--mlp", "relu", "--out", str(out)])
+    assert result["devices"] == ["cuda"]
+    for r in result["ops"] + result["mlp"]:
+        assert r["status"] == "ok", r.get("reason")
+        assert r["peak_bytes"]["torchff"] > 0 and r["peak_bytes"]["torch"] > 0
+
+
+def test_cuda_is_skipped_cleanly_without_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run.main(["--smoke", "--rounds", "1", "--min-run-time", "0.001", "--device", "cuda",
+                       "--no-bitpack", "--out", str(tmp_path / "none.json")])
+    assert result["devices"] == [] and result["ops"] == [] and "cuda" in result["skipped_devices"]
