@@ -27,3 +27,8 @@ __all__ = [
     "list_activations",
     "register_activation",
 ]
+
+# feedforward network (torchff.nn.mlp)
+from torchff.nn.mlp import MLP, apply_max_norm_  # noqa: E402
+
+__all__ += ["MLP", "apply_max_norm_"]
