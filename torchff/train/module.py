@@ -140,7 +140,10 @@ class FeedforwardModule(L.LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # The max-norm constraint: project the weights back into the ball right after each update,
+        # before any hook or callback sees them.
         if self.max_norm is not None:
             apply_max_norm_(self.net, self.max_norm)
 
