@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import torchff
 
@@ -108,3 +109,18 @@ def test_installed_console_script_from_any_folder(tmp_path):
     r = cli(["experiment=xor", "trainer.fast_dev_run=true", f"hydra.run.dir={out}"], cwd=tmp_path, command=[str(exe)])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "test/loss" in json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")  # the optional extra torchff[optuna]
+    sweep = tmp_path / "optuna"
+    r = cli(["-m", "hparams_search=moons_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+             "trainer.max_epochs=1", "data.n_train=200", "trainer.enable_progress_bar=false",
+             f"hydra.sweep.dir={sweep}", *QUIET], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    trials = [json.loads((sweep / job / "metrics.json").read_text())["val/acc_best"] for job in ("0", "1")]
+    assert results["best_value"] == pytest.approx(max(trials))
+    assert set(results["best_params"]) == {"model.optimizer.lr", "model.net.hidden_features", "model.net.activation",
+                                           "data.batch_size"}
