@@ -131,7 +131,10 @@ def test_maxout_hidden_layers():
     assert "activation='maxout', pieces=3" in repr(net)
     net.eval()
     x = torch.randn(7, 6)
-    h = hidden[1](hidden[0](x))
+    # each unit is the max over its pieces; row i*k + j of the weight is piece j of unit i
+    h = x
+    for m in hidden:
+        h = torch.nn.functional.linear(h, m.weight, m.bias).unflatten(-1, (m.out_features, 3)).amax(-1)
     torch.testing.assert_close(net(x), net.layers.out(h))
 
 

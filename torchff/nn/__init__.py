@@ -10,6 +10,7 @@ from torchff.nn.activation import (
     Sigmoid,
     Softplus,
 )
+from torchff.nn.maxout import Maxout, MaxoutLinear, max_norm_
 from torchff.nn.registry import get_activation, list_activations, register_activation
 
 __all__ = [
@@ -26,9 +27,13 @@ __all__ = [
     "get_activation",
     "list_activations",
     "register_activation",
+    # maxout units
+    "Maxout",
+    "MaxoutLinear",
+    "max_norm_",
 ]
 
 # feedforward network (torchff.nn.mlp)
-from torchff.nn.mlp import MLP, apply_max_norm_  # noqa: E402
+from torchff.nn.mlp import MLP  # noqa: E402
 
-__all__ += ["MLP", "apply_max_norm_"]
+__all__ += ["MLP"]

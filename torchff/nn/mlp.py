@@ -24,16 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchff.nn.maxout import MaxoutLinear, max_norm_
 from torchff.nn.registry import get_activation
 
-__all__ = ["MLP", "apply_max_norm_"]
-
-
-def _maxout_linear():
-    # Imported on use: the maxout layer lives in its own module of torchff.nn.
-    import torchff.nn as tnn
-
-    return tnn.MaxoutLinear
+__all__ = ["MLP"]
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -153,7 +147,7 @@ class MLP(nn.Module):
         width = self.in_features
         for i, h in enumerate(self.hidden_features, start=1):
             if self.maxout:
-                layers[f"fc{i}"] = _maxout_linear()(width, h, self.pieces, bias=bias, **factory)
+                layers[f"fc{i}"] = MaxoutLinear(width, h, self.pieces, bias=bias, **factory)
             else:
                 layers[f"fc{i}"] = nn.Linear(width, h, bias=bias, **factory)
                 layers[f"act{i}"] = get_activation(activation, **activation_kwargs)
@@ -183,13 +177,14 @@ class MLP(nn.Module):
         return self
 
     def apply_max_norm_(self, max_norm: float | None = None) -> "MLP":
-        """Renormalise each weight row of every layer to L2 norm ``<= max_norm`` in place.
+        """Renormalise each weight row of every layer to L2 norm ``<= max_norm`` in place
+        (:func:`torchff.nn.max_norm_`: the incoming weights of each unit, or each maxout piece).
 
         ``max_norm`` defaults to the module's ``max_norm``; nothing happens when both are ``None``.
         """
         max_norm = self.max_norm if max_norm is None else max_norm
         if max_norm is not None:
-            apply_max_norm_(self, max_norm)
+            max_norm_(self, max_norm)
         return self
 
     def forward(self, input: Tensor) -> Tensor:
@@ -209,18 +204,3 @@ class MLP(nn.Module):
         if self.max_norm is not None:
             s += f", max_norm={self.max_norm}"
         return s
-
-
-def apply_max_norm_(module: nn.Module, max_norm: float) -> nn.Module:
-    """Apply :func:`torchff.nn.max_norm_` to every ``nn.Linear`` and ``MaxoutLinear`` in ``module``.
-
-    Each row of a weight (the incoming weights of one unit, or of one maxout piece) is rescaled
-    to L2 norm at most ``max_norm``; rows already inside the ball are left exactly as they are.
-    """
-    import torchff.nn as tnn
-
-    kinds = (nn.Linear, tnn.MaxoutLinear)
-    for m in module.modules():
-        if isinstance(m, kinds):
-            tnn.max_norm_(m, max_norm)
-    return module

@@ -11,7 +11,6 @@ from torchmetrics import MaxMetric, MeanAbsoluteError, MeanMetric, MeanSquaredEr
 from torchmetrics.classification import Accuracy, ConfusionMatrix
 
 import torchff.nn as tnn
-from torchff.nn.mlp import apply_max_norm_
 
 __all__ = ["FeedforwardModule"]
 
@@ -145,7 +144,7 @@ class FeedforwardModule(L.LightningModule):
         # The max-norm constraint: project the weights back into the ball right after each update,
         # before any hook or callback sees them.
         if self.max_norm is not None:
-            apply_max_norm_(self.net, self.max_norm)
+            tnn.max_norm_(self.net, self.max_norm)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, self.val_metrics, self.val_loss)
