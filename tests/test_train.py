@@ -249,6 +249,7 @@ def test_xor_with_the_gaussian_output_as_in_the_lecture_is_rejected_clearly(tmp_
         (["seed=1.5"], "seed must be an integer"),
         (["num_threads=0"], "num_threads"),
         (["ckpt_path=/nonexistent/last.ckpt"], "is not a file"),
+        (["model.output=poisson"], "model.output"),
     ],
 )
 def test_config_mistakes_raise_clear_errors(tmp_path, overrides, match):

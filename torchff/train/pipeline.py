@@ -23,16 +23,16 @@ __all__ = ["run", "objective"]
 
 log = logging.getLogger("torchff.train")
 
-_INT_KEYS = {
-    "seed": None,
-    "trainer.max_epochs": None,
-    "trainer.min_epochs": None,
-    "trainer.max_steps": None,
-    "trainer.num_nodes": None,
-    "trainer.check_val_every_n_epoch": None,
-    "trainer.log_every_n_steps": None,
-    "trainer.accumulate_grad_batches": None,
-}
+_INT_KEYS = (
+    "seed",
+    "trainer.max_epochs",
+    "trainer.min_epochs",
+    "trainer.max_steps",
+    "trainer.num_nodes",
+    "trainer.check_val_every_n_epoch",
+    "trainer.log_every_n_steps",
+    "trainer.accumulate_grad_batches",
+)
 
 
 def _check_types(cfg: DictConfig) -> None:
@@ -191,12 +191,19 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} is not a file (paths are relative to {Path.cwd()})")
+    try:
+        output = tnn.get_output(cfg.model.output)
+    except ValueError as e:
+        raise ConfigError(f"model.output: {e}") from None
+
     output_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     _set_threads(cfg.get("num_threads", "auto"), datamodule)
     if hasattr(datamodule, "check_available"):
         datamodule.check_available()  # fail before the trainer starts (and before DDP processes)
-    output = tnn.get_output(cfg.model.output)
     _fill_shapes(cfg, datamodule, output)
     module = instantiate(cfg.model)
     callbacks = _instantiate_all(cfg.get("callbacks"))
@@ -210,10 +217,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
             cfg_out.pop("hydra", None)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg_out)))
         log.info("Model:\n%s", module.net)
-
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} is not a file (paths are relative to {Path.cwd()})")
 
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
