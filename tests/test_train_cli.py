@@ -49,6 +49,7 @@ def test_xor_end_to_end(tmp_path):
     assert (net(x).squeeze(1) > 0).long().tolist() == [0, 1, 1, 0]
 
 
+@pytest.mark.slow
 def test_config_mistakes_give_a_message_not_a_traceback(tmp_path):
     r = cli(["data=nope"], cwd=tmp_path)
     assert r.returncode != 0
