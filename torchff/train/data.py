@@ -211,7 +211,7 @@ class CirclesDataModule(_Synthetic2D):
     def __init__(self, factor: float = 0.5, noise: float = 0.05, **kwargs: Any) -> None:
         super().__init__(noise=noise, **kwargs)
         self.factor = _float("factor", factor)
-        if not self.factor < 1.0 or self.factor == 0.0:
+        if not 0.0 < self.factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
 
     def sample(self, n: int, generator: torch.Generator) -> Split:
