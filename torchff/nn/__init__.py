@@ -63,3 +63,8 @@ __all__ = [
     # fused output layer
     "LinearCrossEntropyLoss",
 ]
+
+# feedforward network (torchff.nn.mlp)
+from torchff.nn.mlp import MLP  # noqa: E402
+
+__all__ += ["MLP"]
