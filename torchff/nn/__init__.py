@@ -10,6 +10,7 @@ from torchff.nn.activation import (
     Sigmoid,
     Softplus,
 )
+from torchff.nn.maxout import Maxout, MaxoutLinear, max_norm_
 from torchff.nn.registry import get_activation, list_activations, register_activation
 
 __all__ = [
@@ -26,4 +27,8 @@ __all__ = [
     "get_activation",
     "list_activations",
     "register_activation",
+    # maxout units
+    "Maxout",
+    "MaxoutLinear",
+    "max_norm_",
 ]
