@@ -60,3 +60,8 @@ __all__ = [
     "get_output",
     "list_outputs",
 ]
+
+# feedforward network (torchff.nn.mlp)
+from torchff.nn.mlp import MLP  # noqa: E402
+
+__all__ += ["MLP"]
