@@ -11,6 +11,7 @@ from torchff.nn.activation import (
     Softplus,
 )
 from torchff.nn.registry import get_activation, list_activations, register_activation
+from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
 
 __all__ = [
     # activations
@@ -26,4 +27,9 @@ __all__ = [
     "get_activation",
     "list_activations",
     "register_activation",
+    # conversion of existing models
+    "ConversionReport",
+    "convert",
+    "drop_ins",
+    "revert",
 ]
