@@ -68,7 +68,7 @@ DROP_IN_CASES: dict[str, Case] = {
     "LeakyReLU(0.1,inplace)": Case(lambda: nn.LeakyReLU(0.1, inplace=True)),
     "PReLU(C)": Case(lambda: nn.PReLU(C, init=0.1)),
     "PReLU(1)": Case(lambda: nn.PReLU()),
-    "Softplus(beta=2,threshold=1)": Case(lambda: nn.Softplus(beta=2.0, threshold=1.0)),
+    "Softplus(beta=2,threshold=10)": Case(lambda: nn.Softplus(beta=2.0, threshold=10.0)),
     "Sigmoid": Case(lambda: nn.Sigmoid()),
     "Softmax(dim=0)": Case(lambda: nn.Softmax(dim=0)),
     "LogSoftmax(dim=1)": Case(lambda: nn.LogSoftmax(dim=1)),
