@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 import torchff
 
@@ -52,6 +53,8 @@ class Case:
     make: Callable[[], nn.Module]
     extra: Callable[[Tensor], tuple] = _no_extra
     is_loss: bool = False
+    # torchff-only modules: ``reference(module)`` is the same computation in plain torch ops
+    reference: Callable[[nn.Module], Callable[..., Tensor]] | None = None
 
     @property
     def cls_name(self) -> str:
@@ -90,11 +93,31 @@ DROP_IN_CASES: dict[str, Case] = {
 }
 
 # torchff modules with no torch.nn counterpart, by class name (skipped where the class is not in torchff.nn)
+def _ste_step(z: Tensor) -> Tensor:
+    """Binary step forward, straight-through (identity where |z| <= 1) backward."""
+    c = z.clamp(-1, 1)
+    return (z >= 0).to(z.dtype) + (c - c.detach())
+
+
+def _maxout(z: Tensor, pieces: int) -> Tensor:
+    return z.unflatten(-1, (-1, pieces)).max(-1).values
+
+
 TORCHFF_CASES: dict[str, Case] = {
-    "GeneralizedReLU": Case(lambda: torchff.nn.GeneralizedReLU(alpha=-0.3)),
-    "GeneralizedReLU(learnable)": Case(lambda: torchff.nn.GeneralizedReLU(0.2, learnable=True, num_parameters=C)),
-    "AbsReLU": Case(lambda: torchff.nn.AbsReLU()),
-    "BinaryStep(ste)": Case(lambda: torchff.nn.BinaryStep(ste=True)),
+    "GeneralizedReLU": Case(
+        lambda: torchff.nn.GeneralizedReLU(alpha=-0.3), reference=lambda m: lambda z: F.leaky_relu(z, m.alpha)
+    ),
+    "GeneralizedReLU(learnable)": Case(
+        lambda: torchff.nn.GeneralizedReLU(0.2, learnable=True, num_parameters=C),
+        reference=lambda m: lambda z: F.prelu(z, m.weight),
+    ),
+    "AbsReLU": Case(lambda: torchff.nn.AbsReLU(), reference=lambda m: torch.abs),
+    "BinaryStep(ste)": Case(lambda: torchff.nn.BinaryStep(ste=True), reference=lambda m: _ste_step),
+    "Maxout(2)": Case(lambda: torchff.nn.Maxout(2), reference=lambda m: lambda z: _maxout(z, m.pieces)),
+    "MaxoutLinear(C,3,2)": Case(
+        lambda: torchff.nn.MaxoutLinear(C, 3, 2),
+        reference=lambda m: lambda z: _maxout(F.linear(z, m.weight, m.bias), m.pieces),
+    ),
 }
 
 

@@ -19,17 +19,24 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import torchff
-from module_cases import C, DROP_IN_CASES, first_input, has_drop_in
+from module_cases import C, DROP_IN_CASES, TORCHFF_CASES, first_input, has_drop_in, torchff_has
 from torchff.testing import default_tolerances
 
 _FEEDS = ["linear", "float32"]
 
 # Drop-ins known not to follow autocast yet, with the reason (reported to the integrator; delete
 # the entry when fixed so that the case runs).
-_KNOWN_GAPS = {
-    "PReLU": "torchff's PReLU calls torch._prelu_kernel, which autocast does not wrap: a bfloat16 input "
+_PRELU_GAP = (
+    "torchff's PReLU calls torch._prelu_kernel, which autocast does not wrap: a bfloat16 input "
     "with the float32 weight raises 'Found dtype Float but expected BFloat16', and a float32 input "
-    "stays float32 where torch's prelu (on autocast's lower-precision list) gives bfloat16",
+    "stays float32 where torch's prelu (on autocast's lower-precision list) gives bfloat16"
+)
+_KNOWN_GAPS = {
+    "PReLU": _PRELU_GAP,
+    "GeneralizedReLU(learnable)": _PRELU_GAP,
+    "MaxoutLinear": "MaxoutLinearFunction's forward runs F.linear under autocast (bfloat16 output) but saves "
+    "the float32 input and weight; backward then multiplies the bfloat16 gradient by them: 'expected m1 "
+    "and m2 to have the same dtype, but got: c10::BFloat16 != float'",
 }
 
 
@@ -45,15 +52,40 @@ def _run(module, lin, x, extra, device, dtype):
     return z.dtype, out.detach(), grads
 
 
+class _Reference(nn.Module):
+    """A torchff-only module's computation in plain torch ops, on (a copy of) its parameters."""
+
+    def __init__(self, module: nn.Module, reference):
+        super().__init__()
+        self.module = module
+        self.fn = reference(module)
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+def _modules(key, device):
+    """(torchff module, torch reference module) for a case key of either table."""
+    if key in DROP_IN_CASES:
+        if not has_drop_in(key):
+            pytest.skip(f"torchff.nn has no drop-in for {key.split('(')[0]} on this branch")
+        case = DROP_IN_CASES[key]
+        ref = case.make().to(device)
+        ff = torchff.nn.convert(copy.deepcopy(ref))
+        assert type(ff) is not type(ref)
+        return case, ff, ref
+    if not torchff_has(key):
+        pytest.skip(f"torchff.nn.{key.split('(')[0]} is not on this branch")
+    case = TORCHFF_CASES[key]
+    ff = case.make().to(device)
+    return case, ff, _Reference(copy.deepcopy(ff), case.reference)
+
+
 def _compare(key, feed, device, dtype):
-    if not has_drop_in(key):
-        pytest.skip(f"torchff.nn has no drop-in for {key.split('(')[0]} on this branch")
-    if key.split("(")[0] in _KNOWN_GAPS:
-        pytest.skip(_KNOWN_GAPS[key.split("(")[0]])
-    case = DROP_IN_CASES[key]
-    ref = case.make().to(device)
-    ff = torchff.nn.convert(copy.deepcopy(ref))
-    assert type(ff) is not type(ref)
+    for gap, reason in _KNOWN_GAPS.items():
+        if key.startswith(gap):
+            pytest.skip(reason)
+    case, ff, ref = _modules(key, device)
     lin = nn.Linear(C, C).to(device) if feed == "linear" else None
     x = first_input(device=device) * 3
     extra = case.extra(x)
@@ -69,8 +101,11 @@ def _compare(key, feed, device, dtype):
         torch.testing.assert_close(g, g_ref, rtol=rtol, atol=atol * scale, msg=lambda m: f"gradient {i}: {m}")
 
 
+_KEYS = list(DROP_IN_CASES) + list(TORCHFF_CASES)
+
+
 @pytest.mark.parametrize("feed", _FEEDS)
-@pytest.mark.parametrize("key", list(DROP_IN_CASES))
+@pytest.mark.parametrize("key", _KEYS)
 def test_autocast_cpu_bfloat16(key, feed):
     _compare(key, feed, "cpu", torch.bfloat16)
 
@@ -78,7 +113,7 @@ def test_autocast_cpu_bfloat16(key, feed):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
 @pytest.mark.parametrize("feed", _FEEDS)
-@pytest.mark.parametrize("key", list(DROP_IN_CASES))
+@pytest.mark.parametrize("key", _KEYS)
 def test_autocast_cuda(key, feed, dtype):
     _compare(key, feed, "cuda", dtype)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torchff.autograd import maxout as _maxout
 from torchff.autograd import rectifier as _rect
 from torchff.autograd import smooth as _smooth
 from torchff.autograd import step as _step
@@ -25,6 +26,9 @@ __all__ = [
     "generalized_relu",
     "abs_relu",
     "binary_step",
+    # maxout units
+    "maxout",
+    "maxout_linear",
 ]
 
 
@@ -127,3 +131,55 @@ def binary_step(input: Tensor, ste: bool = False) -> Tensor:
     :math:`|x| \le 1` (straight-through estimator).
     """
     return _step.BinaryStepFunction.apply(input, ste)
+
+
+# --------------------------------------------------------------------------------------
+# maxout units (torchff.autograd.maxout)
+# --------------------------------------------------------------------------------------
+def _check_pieces(pieces: int) -> int:
+    if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
+        raise ValueError(f"maxout: pieces must be a positive int, got {pieces!r}")
+    return pieces
+
+
+def maxout(input: Tensor, pieces: int, dim: int = -1) -> Tensor:
+    r"""Maxout along ``dim``: :math:`g_i = \max_{j < k} x_{ik + j}` with ``k = pieces``.
+
+    Unit ``i`` takes the ``pieces`` consecutive elements ``i*k ... i*k + k - 1`` along ``dim``
+    (``input.unflatten(dim, (-1, k)).amax(dim + 1)``), so the output has ``size // pieces``
+    along ``dim``. The gradient goes to the first maximal piece of each group (the first nan
+    in a group holding one), as ``torch.max``. Saves a 1-byte index per output element.
+
+    Raises:
+        ValueError: if ``pieces`` is not a positive int or does not divide the size along ``dim``.
+    """
+    pieces = _check_pieces(pieces)
+    ndim = input.dim()
+    if ndim == 0 or not -ndim <= dim < ndim:
+        raise IndexError(f"maxout: dim {dim} is out of range for a {ndim}-d input")
+    d = dim % ndim
+    size = input.shape[d]
+    if size % pieces != 0:
+        raise ValueError(
+            f"maxout: the size {size} of dim {dim} is not a multiple of pieces={pieces}"
+        )
+    return _maxout.MaxoutFunction.apply(input, pieces, d)[0]
+
+
+def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, pieces: int) -> Tensor:
+    r"""A layer of maxout units, ``maxout(linear(input, weight, bias), pieces)``, as one Function.
+
+    ``weight`` is ``(out_features * pieces, in_features)`` and ``bias`` ``(out_features * pieces,)``
+    (pieces of a unit on consecutive rows); ``input`` is ``(..., in_features)``; the output is
+    ``(..., out_features)``. Backward in matrix form (:math:`\nabla_W = G^T X`,
+    :math:`\nabla_X = G W`, :math:`\nabla_b = \sum G`); saves the input, the weight and a
+    1-byte index per output element, never the pre-activation.
+    """
+    pieces = _check_pieces(pieces)
+    if weight.dim() != 2:
+        raise ValueError(f"maxout_linear: weight must be 2-d, got shape {tuple(weight.shape)}")
+    if weight.shape[0] % pieces != 0:
+        raise ValueError(
+            f"maxout_linear: the {weight.shape[0]} rows of weight are not a multiple of pieces={pieces}"
+        )
+    return _maxout.MaxoutLinearFunction.apply(input, weight, bias, pieces)[0]

@@ -1,5 +1,6 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
+from torchff.autograd.maxout import MaxoutFunction, MaxoutLinearFunction
 from torchff.autograd.rectifier import (
     AbsFunction,
     LeakyReLUFunction,
@@ -16,6 +17,8 @@ __all__ = [
     "BinaryStepFunction",
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
+    "MaxoutFunction",
+    "MaxoutLinearFunction",
     "PReLUFunction",
     "ReLUFunction",
     "ReLUInplaceFunction",

@@ -10,6 +10,7 @@ from torchff.nn.activation import (
     Sigmoid,
     Softplus,
 )
+from torchff.nn.maxout import Maxout, MaxoutLinear, max_norm_
 from torchff.nn.registry import get_activation, list_activations, register_activation
 from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
 
@@ -27,6 +28,10 @@ __all__ = [
     "get_activation",
     "list_activations",
     "register_activation",
+    # maxout units
+    "Maxout",
+    "MaxoutLinear",
+    "max_norm_",
     # conversion of existing models
     "ConversionReport",
     "convert",
