@@ -131,6 +131,19 @@ def test_compile_converted_model(autocast):
         torch.testing.assert_close(a, b)
 
 
+def test_onnx_dynamo_export_matches_eager():
+    pytest.importorskip("onnxscript")  # not a torchff dependency: runs where onnx/onnxscript are installed
+    from onnx.reference import ReferenceEvaluator
+
+    mlp = _mlp()
+    x = first_input()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = torch.onnx.export(mlp, (x,), dynamo=True).model_proto
+    out = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), mlp(x).detach())
+
+
 # --------------------------------------------------------------------------------------
 # TorchScript: what the README says does not work
 # --------------------------------------------------------------------------------------
