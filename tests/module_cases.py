@@ -9,6 +9,7 @@ implementations see the same ones; the first argument ``z`` has shape ``(N, C)``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -99,6 +100,19 @@ def _ste_step(z: Tensor) -> Tensor:
     return (z >= 0).to(z.dtype) + (c - c.detach())
 
 
+def _laplace_nll(m: nn.Module) -> Callable[..., Tensor]:
+    """``|y - mu| / b + log b`` (+ log 2 with ``full``), b clamped at ``eps`` with no gradient through the clamp."""
+
+    def f(mu: Tensor, y: Tensor, b: Tensor) -> Tensor:
+        b = b.clone()
+        with torch.no_grad():
+            b.clamp_(min=m.eps)
+        loss = (y - mu).abs() / b + b.log() + (math.log(2.0) if m.full else 0.0)
+        return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[m.reduction]()
+
+    return f
+
+
 def _maxout(z: Tensor, pieces: int) -> Tensor:
     return z.unflatten(-1, (-1, pieces)).max(-1).values
 
@@ -117,6 +131,9 @@ TORCHFF_CASES: dict[str, Case] = {
     "MaxoutLinear(C,3,2)": Case(
         lambda: torchff.nn.MaxoutLinear(C, 3, 2),
         reference=lambda m: lambda z: _maxout(F.linear(z, m.weight, m.bias), m.pieces),
+    ),
+    "LaplaceNLLLoss(full,eps,sum)": Case(
+        lambda: torchff.nn.LaplaceNLLLoss(full=True, eps=0.2, reduction="sum"), _target_and_var, True, _laplace_nll
     ),
 }
 

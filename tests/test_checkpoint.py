@@ -31,10 +31,13 @@ def _instances() -> dict[str, tuple]:
     for key, case in TORCHFF_CASES.items():
         if torchff_has(key):
             out[key] = (case.make, case)
-    covered = {k.split("(")[0] for k in out}
+    covered = {torchff.nn.drop_ins().get(getattr(nn, k.split("(")[0]), None) for k in DROP_IN_CASES}
+    covered |= {getattr(torchff.nn, k.split("(")[0], None) for k in TORCHFF_CASES}
     for name in _module_classes():
-        if name not in covered:
-            out[name] = (getattr(torchff.nn, name), None)
+        cls = getattr(torchff.nn, name)
+        if cls not in covered:  # aliases (two names, one class) once
+            covered.add(cls)
+            out[name] = (cls, None)
     return out
 
 
