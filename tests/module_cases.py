@@ -132,6 +132,16 @@ TORCHFF_CASES: dict[str, Case] = {
         lambda: torchff.nn.MaxoutLinear(C, 3, 2),
         reference=lambda m: lambda z: _maxout(F.linear(z, m.weight, m.bias), m.pieces),
     ),
+    # reference: the same network with torch.nn's modules (revert turns the drop-ins back)
+    "MLP(leaky_relu)": Case(
+        lambda: torchff.nn.MLP(C, [8, 8], 3, activation="leaky_relu", activation_kwargs={"negative_slope": 0.1}),
+        reference=lambda m: torchff.nn.revert(m),
+    ),
+    "MLP(maxout)": Case(
+        lambda: torchff.nn.MLP(C, [6], 3, activation="maxout", pieces=2),
+        reference=lambda m: lambda z: F.linear(_maxout(F.linear(z, m.layers[0].weight, m.layers[0].bias), 2),
+                                               m.layers[-1].weight, m.layers[-1].bias),
+    ),
     "LaplaceNLLLoss(full,eps,sum)": Case(
         lambda: torchff.nn.LaplaceNLLLoss(full=True, eps=0.2, reduction="sum"), _target_and_var, True, _laplace_nll
     ),

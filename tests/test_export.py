@@ -75,8 +75,16 @@ def _mlp() -> nn.Module:
     )
 
 
-def test_export_mlp_dynamic_batch_and_save_load():
-    mlp = _mlp()
+def _torchff_mlp() -> nn.Module:
+    if not hasattr(torchff.nn, "MLP"):
+        pytest.skip("torchff.nn.MLP is not on this branch")
+    torch.manual_seed(0)
+    return torchff.nn.MLP(C, [16, 16], 2, activation="prelu")
+
+
+@pytest.mark.parametrize("make_mlp", [_mlp, _torchff_mlp], ids=["sequential", "MLP"])
+def test_export_mlp_dynamic_batch_and_save_load(make_mlp):
+    mlp = make_mlp()
     batch = torch.export.Dim("batch")
     ep = _export_and_compare(mlp, lambda: (first_input(shape=(5, C)),), dynamic_shapes=({0: batch},))
     buf = io.BytesIO()
