@@ -155,7 +155,8 @@ class _Regressor(L.LightningModule):
 
 def _converted_sequential():
     net = nn.Sequential(
-        nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.LeakyReLU(0.1), nn.Linear(32, 32), nn.Softplus(), nn.Linear(32, 1)
+        nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.LeakyReLU(0.1),
+        nn.Linear(32, 32), nn.Softplus(), nn.Linear(32, 1),
     )
     _, report = torchff.nn.convert(net, return_report=True)
     assert report.counts == {"LeakyReLU": 1, "ReLU": 1, "Softplus": 1}

@@ -17,9 +17,8 @@ from module_cases import DROP_IN_CASES, TORCHFF_CASES, first_input, has_drop_in,
 
 
 def _module_classes() -> list[str]:
-    return sorted(
-        n for n in torchff.nn.__all__ if isinstance(getattr(torchff.nn, n), type) and issubclass(getattr(torchff.nn, n), nn.Module)
-    )
+    objs = {n: getattr(torchff.nn, n) for n in torchff.nn.__all__}
+    return sorted(n for n, o in objs.items() if isinstance(o, type) and issubclass(o, nn.Module))
 
 
 def _instances() -> dict[str, tuple]:

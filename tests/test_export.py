@@ -70,8 +70,9 @@ def test_export_torchff_only_module(key):
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Linear(C, 16), torchff.nn.ReLU(), nn.Linear(16, 16), torchff.nn.PReLU(16), nn.Linear(16, 16),
-        torchff.nn.LeakyReLU(0.1), nn.Linear(16, 16), torchff.nn.Softplus(beta=2.0), nn.Linear(16, 2), torchff.nn.Sigmoid(),
+        nn.Linear(C, 16), torchff.nn.ReLU(), nn.Linear(16, 16), torchff.nn.PReLU(16),
+        nn.Linear(16, 16), torchff.nn.LeakyReLU(0.1), nn.Linear(16, 16), torchff.nn.Softplus(beta=2.0),
+        nn.Linear(16, 2), torchff.nn.Sigmoid(),
     )
 
 
