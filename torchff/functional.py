@@ -6,12 +6,20 @@ Where torch has the op, the function here has its name, signature and defaults
 
 from __future__ import annotations
 
+import math as _math
+import warnings as _warnings
+
 import torch
 from torch import Tensor
+from torch.nn import _reduction as _Reduction
 
+from torchff.autograd import bernoulli as _bern
+from torchff.autograd import cross_entropy as _ce
 from torchff.autograd import maxout as _maxout
 from torchff.autograd import rectifier as _rect
+from torchff.autograd import regression as _regr
 from torchff.autograd import smooth as _smooth
+from torchff.autograd import softmax as _sm
 from torchff.autograd import step as _step
 
 __all__ = [
@@ -183,3 +191,367 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
             f"maxout_linear: the {weight.shape[0]} rows of weight are not a multiple of pieces={pieces}"
         )
     return _maxout.MaxoutLinearFunction.apply(input, weight, bias, pieces)[0]
+
+
+# --------------------------------------------------------------------------------------
+# output units and their costs (torchff.autograd.softmax, .cross_entropy, .bernoulli, .regression)
+# --------------------------------------------------------------------------------------
+__all__ += [
+    "softmax",
+    "log_softmax",
+    "binary_cross_entropy_with_logits",
+    "bernoulli_nll",
+    "cross_entropy",
+    "softmax_nll",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "gaussian_nll_loss",
+    "laplace_nll_loss",
+]
+
+
+def _get_softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
+    # torch.nn.functional's legacy rule for an implicit softmax dim, with its warning
+    _warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. "
+        "Change the call to include dim=X as an argument.",
+        stacklevel=stacklevel,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _traced(*tensors) -> bool:
+    """True under ``torch.compile`` or a ``torch.func`` transform of one of ``tensors``, where a
+    data-dependent check (``bool(tensor)``) cannot run; the kernels' own checks still apply."""
+    if torch.compiler.is_compiling():
+        return True
+    return any(isinstance(t, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
+def _autocast_to_float32(device_type: str, *tensors, devices: tuple[str, ...] | None = None):
+    """Cast floating tensors (not float64) to float32 when autocast is on for ``device_type``
+    (optionally only for the listed device types), as torch's autocast does for its fp32 ops."""
+    if devices is not None and device_type not in devices:
+        return tensors
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    return tuple(
+        t.float() if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
+        for t in tensors
+    )
+
+
+def _reduction_enum(size_average, reduce, reduction: str) -> int:
+    if size_average is not None or reduce is not None:
+        return _Reduction.legacy_get_enum(size_average, reduce)
+    return _Reduction.get_enum(reduction)
+
+
+def _no_grad_for(name: str, argument: str, t: Tensor | None) -> None:
+    if t is not None and t.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(
+            f"The function '{name}' is not differentiable with respect to argument '{argument}'. "
+            "This input cannot have requires_grad True."
+        )
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Softmax, :math:`e^{z_i} / \sum_j e^{z_j}`, computed as :math:`\mathrm{softmax}(z - \max z)`.
+
+    torch's signature; ``dim=None`` picks a dim as torch does (with its deprecation warning),
+    ``dtype`` casts the input first. Saves only the output.
+    """
+    if dim is None:
+        dim = _get_softmax_dim("softmax", input.dim(), _stacklevel)
+    if dtype is not None:
+        input = input.to(dtype)
+    else:
+        (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
+    return _sm.SoftmaxFunction.apply(input, dim)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Log-softmax, :math:`z_i - \log \sum_j e^{z_j}`, computed from :math:`z - \max z`.
+
+    torch's signature and ``dim=None`` rule. Saves only the output.
+    """
+    if dim is None:
+        dim = _get_softmax_dim("log_softmax", input.dim(), _stacklevel)
+    if dtype is not None:
+        input = input.to(dtype)
+    else:
+        (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
+    return _sm.LogSoftmaxFunction.apply(input, dim)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
+    r"""Bernoulli negative log-likelihood of a sigmoid output unit, on its logits :math:`z`:
+    :math:`(1 - y)z + \zeta(-z)`, gradient :math:`\sigma(z) - y`.
+
+    torch's signature and semantics: soft targets in [0, 1], ``weight`` broadcast over the
+    elements, ``pos_weight`` over the classes (last dim), a gradient for ``target``; the
+    weights are not differentiable. Saves the inputs, as torch, and is several times faster.
+    """
+    red = _reduction_enum(size_average, reduce, reduction)
+    if target.size() != input.size():
+        raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
+    input, target, weight, pos_weight = _autocast_to_float32(input.device.type, input, target, weight, pos_weight)
+    if not target.is_floating_point():
+        raise RuntimeError(f"binary_cross_entropy_with_logits: target must be a floating point tensor, got {target.dtype}")
+    for argument, t in (("weight", weight), ("pos_weight", pos_weight)):
+        _no_grad_for("binary_cross_entropy_with_logits", argument, t)
+        if t is not None and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
+            raise RuntimeError(
+                f"binary_cross_entropy_with_logits: {argument} of shape {tuple(t.shape)} does not broadcast "
+                f"to the input's shape {tuple(input.shape)}"
+            )
+    return _bern.BCEWithLogitsFunction.apply(input, target, weight, pos_weight, red)
+
+
+bernoulli_nll = binary_cross_entropy_with_logits
+
+
+def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int) -> None:
+    if weight is None:
+        return
+    if weight.dim() != 1 or weight.numel() != C:
+        raise RuntimeError(
+            f"weight tensor should be defined either for all {C} classes or no classes "
+            f"but got weight tensor of shape: {list(weight.shape)}"
+        )
+    if weight.dtype != input.dtype:
+        raise RuntimeError(f"{name}: weight has dtype {weight.dtype} but the input has {input.dtype}")
+    _no_grad_for(name, "weight", weight)
+
+
+def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> Tensor:
+    """torch's checks for class-index targets, each naming the shapes; returns the target (a 1-d
+    target of one element for an unbatched input becomes 0-d, as torch treats it)."""
+    if input.dim() < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {input.dim()})")
+    if target.dtype not in (torch.int64, torch.uint8):
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {target.dtype}")
+    shapes = f"input shape {tuple(input.shape)}, target shape {tuple(target.shape)}"
+    if input.dim() == 1:
+        if target.dim() > 1 or (target.dim() == 1 and target.shape[0] != 1):
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.shape[0]} ({shapes})")
+        target = target.reshape(())
+    elif input.dim() == 2:
+        if target.dim() != 1:
+            raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported ({shapes})")
+        if target.shape[0] != input.shape[0]:
+            raise ValueError(
+                f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({target.shape[0]}) ({shapes})."
+            )
+    elif target.shape != input.shape[:1] + input.shape[2:]:
+        raise RuntimeError(f"Expected target size {list(input.shape[:1] + input.shape[2:])}, got {list(target.shape)} ({shapes})")
+    C = input.shape[1 if input.dim() >= 2 else 0]
+    _check_weight(name, input, weight, C)
+    if not _traced(target):
+        t = target.long()  # compare as int64: uint8 would wrap a negative ignore_index
+        bad = ((t < 0) | (t >= C)) & (t != ignore_index)
+        if bool(bad.any()):
+            value = int(t[bad].flatten()[0])
+            raise IndexError(
+                f"Target {value} is out of bounds: {name} expects class indices in [0, {C}) "
+                f"or ignore_index={ignore_index}"
+            )
+    return target
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    r"""Multinoulli negative log-likelihood of a softmax output unit, on its logits :math:`z`:
+    :math:`-(z_y - \log \sum_j e^{z_j})`, gradient :math:`\mathrm{softmax}(z) - e_y`.
+
+    torch's signature and semantics: class-index targets (with ``weight``, ``ignore_index`` and
+    ``label_smoothing``; ``'mean'`` divides by the summed target weights) or class-probability
+    targets shaped like the input; inputs ``(N, C)``, ``(N, C, d1, ...)`` or unbatched ``(C,)``.
+    Class indices: one softmax in the forward pass, which keeps the residual
+    :math:`\mathrm{softmax}(z) - e_y` (logits-sized, as torch's log-softmax) so that the backward
+    is one multiplication. Class probabilities: saves the logits and the target, as torch.
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _Reduction.legacy_get_string(size_average, reduce)
+    red = _Reduction.get_enum(reduction)
+    input, target, weight = _autocast_to_float32(input.device.type, input, target, weight)
+    if input.shape == target.shape:  # class probabilities
+        if not target.is_floating_point():
+            raise RuntimeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
+        if ignore_index >= 0:
+            raise RuntimeError("ignore_index is not supported for floating point target")
+        if label_smoothing > 1.0:
+            raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+        if input.dim() < 1:
+            raise ValueError(f"Expected 1 or more dimensions (got {input.dim()})")
+        _check_weight("cross_entropy", input, weight, input.shape[1 if input.dim() >= 2 else 0])
+        return _ce.CrossEntropyProbsFunction.apply(input, target, weight, red, float(label_smoothing))
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    target = _check_index_target("cross_entropy", input, target, weight, ignore_index)
+    return _ce.CrossEntropyFunction.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
+
+
+softmax_nll = cross_entropy
+
+
+def nll_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Negative log-likelihood of class indices given log-probabilities, :math:`-w_y x_y`.
+
+    torch's signature and semantics (``weight``, ``ignore_index``, K-dimensional inputs;
+    ``'mean'`` divides by the summed target weights). Saves only the target (and weight).
+    """
+    if size_average is not None or reduce is not None:
+        reduction = _Reduction.legacy_get_string(size_average, reduce)
+    red = _Reduction.get_enum(reduction)
+    input, weight = _autocast_to_float32(input.device.type, input, weight)
+    target = _check_index_target("nll_loss", input, target, weight, ignore_index)
+    return _ce.NLLLossFunction.apply(input, target, weight, int(ignore_index), red)
+
+
+def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, weight):
+    if target.size() != input.size() and not torch.compiler.is_compiling():  # dynamo cannot trace warn
+        _warnings.warn(
+            f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
+            "This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            stacklevel=3,
+        )
+    if size_average is not None or reduce is not None:
+        reduction = _Reduction.legacy_get_string(size_average, reduce)
+    torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
+    if weight is None:
+        red = _Reduction.get_enum(reduction)
+        input, target = _autocast_to_float32(input.device.type, input, target)
+    else:
+        if weight.size() != input.size():
+            raise ValueError(
+                f"Weights and input must have the same size: weight {tuple(weight.shape)}, input {tuple(input.shape)}."
+            )
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', 'sum'.")
+        red = _Reduction.get_enum(reduction)
+        input, target, weight = _autocast_to_float32(input.device.type, input, target, weight, devices=("cuda",))
+    return fn.apply(input, target, weight, red)[0]
+
+
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    r"""Gaussian negative log-likelihood with unit variance (up to a constant): :math:`(x - y)^2`,
+    optionally weighted (``'mean'`` then divides by :math:`\sum w`). torch's signature.
+
+    Saves the residual :math:`x - y` only (torch keeps input and target).
+    """
+    return _pointwise_loss("mse_loss", _regr.MSELossFunction, input, target, size_average, reduce, reduction, weight)
+
+
+def l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    r"""Laplace negative log-likelihood with unit scale (up to a constant): :math:`|x - y|`,
+    optionally weighted. torch's signature; saves the residual only.
+    """
+    return _pointwise_loss("l1_loss", _regr.L1LossFunction, input, target, size_average, reduce, reduction, weight)
+
+
+def _spread_argument(name: str, input: Tensor, spread: Tensor | float) -> Tensor:
+    """torch's ``gaussian_nll_loss`` rules for its variance, applied to ``name`` (var or scale)."""
+    if isinstance(spread, (int, float)) and not isinstance(spread, bool):
+        if spread < 0:
+            raise ValueError(f"{name} has negative entry/entries")
+        return torch.full((), float(spread), dtype=input.dtype, device=input.device)
+    if not _traced(spread) and bool(torch.any(spread < 0)):
+        raise ValueError(f"{name} has negative entry/entries")
+    if spread.size() != input.size():
+        if input.size()[:-1] == spread.size():  # homoscedastic: one fewer dim
+            spread = torch.unsqueeze(spread, -1)
+        elif input.ndim == spread.ndim and sum(y for x, y in zip(input.size(), spread.size()) if x != y) == 1:
+            pass  # homoscedastic: one mismatched dim of size 1
+        else:
+            raise ValueError(
+                f"{name} is of incorrect size: {name} shape {tuple(spread.shape)}, input shape {tuple(input.shape)}"
+            )
+    return spread
+
+
+def gaussian_nll_loss(
+    input: Tensor,
+    target: Tensor,
+    var: Tensor | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Gaussian negative log-likelihood with a (learned) variance:
+    :math:`\tfrac12(\log v + (x - y)^2 / v)` (:math:`+ \tfrac12 \log 2\pi` with ``full``),
+    :math:`v = \max(\text{var}, \text{eps})` with no gradient through the clamp.
+
+    torch's signature and rules: ``var`` like the input (heteroscedastic), with one fewer dim or
+    one dim of size 1 (homoscedastic), or a number; negative entries raise ``ValueError``.
+    Saves the residual and ``var`` (torch keeps three element-sized tensors).
+    """
+    var = _spread_argument("var", input, var)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
+    red = _Reduction.get_enum(reduction)
+    return _regr.GaussianNLLFunction.apply(input, target, var, bool(full), float(eps), red)[0]
+
+
+def laplace_nll_loss(
+    input: Tensor,
+    target: Tensor,
+    scale: Tensor | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""Laplace negative log-likelihood with a (learned) scale: :math:`|x - y|/b + \log b`
+    (:math:`+ \log 2` with ``full``), :math:`b = \max(\text{scale}, \text{eps})` with no gradient
+    through the clamp. Its minimiser in :math:`x` is the conditional median.
+
+    Same signature and ``scale`` rules as :func:`gaussian_nll_loss`'s ``var``.
+    Saves the residual and ``scale``.
+    """
+    scale = _spread_argument("scale", input, scale)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
+    red = _Reduction.get_enum(reduction)
+    return _regr.LaplaceNLLFunction.apply(input, target, scale, bool(full), float(eps), red)[0]

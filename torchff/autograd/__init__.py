@@ -11,6 +11,18 @@ from torchff.autograd.rectifier import (
 )
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.step import BinaryStepFunction
+from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
+from torchff.autograd.losses import (
+    BCEWithLogitsFunction,
+    CrossEntropyFunction,
+    CrossEntropyProbsFunction,
+    GaussianNLLFunction,
+    L1LossFunction,
+    LaplaceNLLFunction,
+    MSELossFunction,
+    NLLLossFunction,
+    cross_entropy_rows,
+)
 
 __all__ = [
     "AbsFunction",
@@ -24,4 +36,16 @@ __all__ = [
     "ReLUInplaceFunction",
     "SigmoidFunction",
     "SoftplusFunction",
+    # output units and costs
+    "SoftmaxFunction",
+    "LogSoftmaxFunction",
+    "BCEWithLogitsFunction",
+    "CrossEntropyFunction",
+    "CrossEntropyProbsFunction",
+    "NLLLossFunction",
+    "MSELossFunction",
+    "L1LossFunction",
+    "GaussianNLLFunction",
+    "LaplaceNLLFunction",
+    "cross_entropy_rows",
 ]

@@ -12,6 +12,19 @@ from torchff.nn.activation import (
 )
 from torchff.nn.maxout import Maxout, MaxoutLinear, max_norm_
 from torchff.nn.registry import get_activation, list_activations, register_activation
+from torchff.nn.softmax import LogSoftmax, Softmax
+from torchff.nn.loss import (
+    BCEWithLogitsLoss,
+    BernoulliNLLLoss,
+    CrossEntropyLoss,
+    GaussianNLLLoss,
+    L1Loss,
+    LaplaceNLLLoss,
+    MSELoss,
+    NLLLoss,
+    SoftmaxNLLLoss,
+)
+from torchff.nn.output import OutputDistribution, get_output, list_outputs
 from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
 
 __all__ = [
@@ -32,6 +45,21 @@ __all__ = [
     "Maxout",
     "MaxoutLinear",
     "max_norm_",
+    # output units and costs
+    "Softmax",
+    "LogSoftmax",
+    "BCEWithLogitsLoss",
+    "BernoulliNLLLoss",
+    "CrossEntropyLoss",
+    "SoftmaxNLLLoss",
+    "NLLLoss",
+    "MSELoss",
+    "L1Loss",
+    "GaussianNLLLoss",
+    "LaplaceNLLLoss",
+    "OutputDistribution",
+    "get_output",
+    "list_outputs",
     # conversion of existing models
     "ConversionReport",
     "convert",
