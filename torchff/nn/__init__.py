@@ -66,3 +66,8 @@ __all__ = [
     "drop_ins",
     "revert",
 ]
+
+# feedforward network (torchff.nn.mlp)
+from torchff.nn.mlp import MLP  # noqa: E402
+
+__all__ += ["MLP"]
