@@ -25,6 +25,7 @@ from torchff.nn.loss import (
     SoftmaxNLLLoss,
 )
 from torchff.nn.output import OutputDistribution, get_output, list_outputs
+from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
 
 __all__ = [
     # activations
@@ -59,6 +60,11 @@ __all__ = [
     "OutputDistribution",
     "get_output",
     "list_outputs",
+    # conversion of existing models
+    "ConversionReport",
+    "convert",
+    "drop_ins",
+    "revert",
 ]
 
 # feedforward network (torchff.nn.mlp)
