@@ -40,16 +40,9 @@ _PRELU_GAP = (
     "with the float32 weight raises 'Found dtype Float but expected BFloat16', and a float32 input "
     "stays float32 where torch's prelu (on autocast's lower-precision list) gives bfloat16"
 )
-_MAXOUT_LINEAR_GAP = (
-    "MaxoutLinearFunction's forward runs F.linear under autocast (bfloat16 output) but saves "
-    "the float32 input and weight; backward then multiplies the bfloat16 gradient by them: 'expected m1 "
-    "and m2 to have the same dtype, but got: c10::BFloat16 != float'"
-)
 _KNOWN_GAPS = {  # case-key prefix -> reason
     "PReLU": _PRELU_GAP,
     "GeneralizedReLU(learnable)": _PRELU_GAP,
-    "MaxoutLinear": _MAXOUT_LINEAR_GAP,
-    "MLP(maxout)": _MAXOUT_LINEAR_GAP,
 }
 
 
