@@ -41,6 +41,19 @@ __all__ = [
 ]
 
 
+def _autocast_to_lower(device_type: str, *tensors):
+    """Cast floating tensors (not float64) to autocast's lower-precision dtype when autocast is
+    on for ``device_type``, as torch's autocast does for the ops on its lower-precision list
+    (``linear``, ``prelu``, ...), which a Function's own kernels would otherwise see uncast."""
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(
+        t.to(dtype) if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
+        for t in tensors
+    )
+
+
 # --------------------------------------------------------------------------------------
 # activations (torchff.autograd.rectifier, .smooth, .step)
 # --------------------------------------------------------------------------------------
@@ -191,6 +204,7 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
         raise ValueError(
             f"maxout_linear: the {weight.shape[0]} rows of weight are not a multiple of pieces={pieces}"
         )
+    input, weight, bias = _autocast_to_lower(input.device.type, input, weight, bias)
     return _maxout.MaxoutLinearFunction.apply(input, weight, bias, pieces)[0]
 
 

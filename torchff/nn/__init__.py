@@ -25,6 +25,7 @@ from torchff.nn.loss import (
     SoftmaxNLLLoss,
 )
 from torchff.nn.output import OutputDistribution, get_output, list_outputs
+from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
 from torchff.nn.fused import LinearCrossEntropyLoss
 
 __all__ = [
@@ -60,6 +61,11 @@ __all__ = [
     "OutputDistribution",
     "get_output",
     "list_outputs",
+    # conversion of existing models
+    "ConversionReport",
+    "convert",
+    "drop_ins",
+    "revert",
     # fused output layer
     "LinearCrossEntropyLoss",
 ]
