@@ -36,9 +36,10 @@ def interleaved_medians(
 ) -> dict[str, dict]:
     """Time each zero-argument callable, interleaved: A, B, A, B, ... for ``rounds`` rounds.
 
-    Each turn is one ``Timer.blocked_autorange(min_run_time)``; the result per callable is the
-    median over all the blocks of all its turns (seconds per call), with the block count. A noisy
-    machine slows both sides of a round alike, so the ratio of the medians stays honest.
+    Each turn is one ``Timer.blocked_autorange(min_run_time)``. The result per callable is the
+    median over all the blocks of all its turns (seconds per call), the block count, and the
+    median of each of its turns (``rounds``). A noisy machine slows both sides of a round alike,
+    so per-round ratios (:func:`round_ratio`) stay honest when the load drifts.
     """
     timers = {
         name: Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, label=name)
@@ -47,10 +48,21 @@ def interleaved_medians(
     for tm in timers.values():  # warm up (first calls allocate, compiled code is built here)
         tm.timeit(2)
     blocks: dict[str, list[float]] = {name: [] for name in timers}
+    per_round: dict[str, list[float]] = {name: [] for name in timers}
     for _ in range(rounds):
         for name, tm in timers.items():
-            blocks[name].extend(tm.blocked_autorange(min_run_time=min_run_time).times)
-    return {name: {"median_s": statistics.median(v), "blocks": len(v)} for name, v in blocks.items()}
+            times = tm.blocked_autorange(min_run_time=min_run_time).times
+            blocks[name].extend(times)
+            per_round[name].append(statistics.median(times))
+    return {
+        name: {"median_s": statistics.median(v), "blocks": len(v), "rounds_s": per_round[name]}
+        for name, v in blocks.items()
+    }
+
+
+def round_ratio(times: dict, a: str, b: str) -> float:
+    """Median over rounds of ``a``'s time over ``b``'s time in the same round."""
+    return statistics.median(x / y for x, y in zip(times[a]["rounds_s"], times[b]["rounds_s"]))
 
 
 def forward_backward(fn: Callable, args: Sequence, wrt: Sequence[torch.Tensor], seed: int = 0) -> Callable[[], None]:
