@@ -75,39 +75,52 @@ def pack_mask_sum(mask: Tensor) -> Tensor:
     return flat.view(-1, 8).mul(weights).sum(-1, dtype=torch.uint8)
 
 
-class PackedLeakyReLU(Function):
-    """Leaky ReLU for a negative slope, saving the bit-packed mask ``z > 0`` (1/8 byte per element)."""
+def _save_mask(ctx, mask: Tensor, packed: bool) -> None:
+    ctx.shape, ctx.packed = mask.shape, packed
+    ctx.save_for_backward(pack_mask(mask) if packed else mask)
+
+
+def _load_mask(ctx) -> Tensor:
+    (saved,) = ctx.saved_tensors
+    return unpack_mask(saved, ctx.shape) if ctx.packed else saved
+
+
+class MaskLeakyReLU(Function):
+    """Leaky ReLU for a negative slope, saving the mask ``z > 0`` as bools or bit-packed.
+
+    ``apply(input, negative_slope, packed)``. The two variants run the same kernels but for the
+    pack / unpack, so their time ratio is the cost of packing.
+    """
 
     @staticmethod
-    def forward(input: Tensor, negative_slope: float) -> Tensor:
+    def forward(input: Tensor, negative_slope: float, packed: bool) -> Tensor:
         return torch.nn.functional.leaky_relu(input, negative_slope)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, ctx.alpha = inputs
-        ctx.shape = input.shape
-        ctx.save_for_backward(pack_mask(input > 0))
+        input, ctx.alpha, packed = inputs
+        _save_mask(ctx, input > 0, packed)
 
     @staticmethod
     def backward(ctx, grad):
-        (packed,) = ctx.saved_tensors
-        pos = unpack_mask(packed, ctx.shape)
-        return torch.ops.aten.leaky_relu_backward(grad, pos.to(grad.dtype), ctx.alpha, False), None
+        pos = _load_mask(ctx)
+        return torch.ops.aten.leaky_relu_backward(grad, pos.to(grad.dtype), ctx.alpha, False), None, None
 
 
-class PackedBinaryStepSTE(Function):
-    """Binary step with the straight-through gradient, saving the bit-packed mask ``|z| <= 1``."""
+class MaskBinaryStepSTE(Function):
+    """Binary step with the straight-through gradient, saving ``|z| <= 1`` as bools or bit-packed.
+
+    ``apply(input, packed)``.
+    """
 
     @staticmethod
-    def forward(input: Tensor) -> Tensor:
+    def forward(input: Tensor, packed: bool) -> Tensor:
         return torch.heaviside(input, torch.ones((), dtype=input.dtype, device=input.device))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.shape = inputs[0].shape
-        ctx.save_for_backward(pack_mask(inputs[0].abs() <= 1))
+        _save_mask(ctx, inputs[0].abs() <= 1, inputs[1])
 
     @staticmethod
     def backward(ctx, grad):
-        (packed,) = ctx.saved_tensors
-        return grad * unpack_mask(packed, ctx.shape)
+        return grad * _load_mask(ctx), None

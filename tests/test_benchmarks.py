@@ -123,7 +123,7 @@ def test_bitpack_rows(smoke):
     assert set(rows) == {"leaky_relu(negative_slope=-0.5)", "binary_step(ste=True)"}
     for r in rows.values():
         assert r["status"] == "ok", r.get("reason")
-        assert r["saved_bytes"]["bool_mask"] == ELEMENTS
+        assert r["saved_bytes"]["bool_mask"] == r["saved_bytes"]["torchff"] == ELEMENTS
         assert r["saved_bytes"]["bit_packed"] == ELEMENTS // 8
 
 
@@ -140,10 +140,11 @@ def test_bit_packing_round_trip(shape):
 def test_bit_packed_functions_gradcheck():
     x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True) * 2
     x = x.detach().requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: bitpack.PackedLeakyReLU.apply(t, -0.3), (x,))
-    g = torch.randn(5, 7, dtype=torch.float64)
-    (got,) = torch.autograd.grad(bitpack.PackedBinaryStepSTE.apply(x), x, g)
-    torch.testing.assert_close(got, g * (x.abs() <= 1))
+    for packed in (False, True):
+        assert torch.autograd.gradcheck(lambda t: bitpack.MaskLeakyReLU.apply(t, -0.3, packed), (x,))
+        g = torch.randn(5, 7, dtype=torch.float64)
+        (got,) = torch.autograd.grad(bitpack.MaskBinaryStepSTE.apply(x, packed), x, g)
+        torch.testing.assert_close(got, g * (x.abs() <= 1))
 
 
 def test_fused_linear_cross_entropy_benchmark_runs(tmp_path):
