@@ -77,34 +77,44 @@ def abs_relu(input: Tensor) -> Tensor:
     return _rect.AbsFunction.apply(input)
 
 
-def _weight_is_inspectable(weight: Tensor) -> bool:
-    if torch.compiler.is_compiling():
-        return False
-    return not torch._C._functorch.is_functorch_wrapped_tensor(weight)
+def _prelu_saves(input: Tensor, weight: Tensor) -> int:
+    """The least :class:`~torchff.autograd.rectifier.PReLUFunction` needs to keep for these values."""
+    saves = _rect.PReLUSaves
+    need_input, need_weight = input.requires_grad, weight.requires_grad
+    if not torch.is_grad_enabled() or not (need_input or need_weight):
+        return saves.INPUT  # no graph: nothing is kept
+    if torch.compiler.is_compiling() or any(
+        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (input, weight)
+    ):
+        return saves.INPUT  # the slopes cannot be looked at
+    w = weight.detach()
+    if bool(((w > 0) & torch.isfinite(w)).all()):
+        return saves.OUTPUT
+    if not need_weight:
+        return saves.OUTPUT if bool((w >= 0).all()) else saves.MASK
+    return saves.INPUT
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
-    r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}`, ``weight`` of 1 or ``C`` (dim 1) elements.
+    r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}`; ``weight`` has 1 element or one per channel
+    (dim 1 of ``input``), and is 0-d or 1-d, as torch's.
 
-    With every slope positive the backward works from the output (0 extra bytes in a network);
-    otherwise it keeps the input, as torch.
+    Keeps the least the backward needs for the weight's values: the output when every slope is
+    positive (0 extra bytes in a network), a bool mask when the weight needs no gradient and
+    some slope is negative, the input otherwise (as torch).
     """
-    if weight.dim() != 1 and weight.numel() != 1:
-        raise RuntimeError(f"prelu: weight must be 1-d or have one element, got shape {tuple(weight.shape)}")
-    if weight.numel() != 1:
-        channels = input.shape[1] if input.dim() >= 2 else (input.shape[0] if input.dim() == 1 else 1)
+    if weight.numel() != 1:  # torch's checks, in torch's order
+        if input.dim() == 0:
+            raise RuntimeError("Not allow zero-dim input tensor.")
+        channels = input.shape[1] if input.dim() > 1 else 1
         if weight.numel() != channels:
             raise RuntimeError(
-                f"prelu: weight has {weight.numel()} elements but the input has {channels} channels "
-                f"(dim 1 of shape {tuple(input.shape)})"
+                "Mismatch of parameter numbers and input channel size. Found parameter numbers = "
+                f"{weight.numel()} and channel size = {channels}."
             )
-    save_output = (
-        torch.is_grad_enabled()
-        and weight.requires_grad
-        and _weight_is_inspectable(weight)
-        and bool((weight.detach() > 0).all())
-    )
-    return _rect.PReLUFunction.apply(input, weight, save_output)
+    if weight.dim() > 1:
+        raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.dim()}")
+    return _rect.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
 
 
 def sigmoid(input: Tensor) -> Tensor:
