@@ -10,7 +10,7 @@ of its own Functions:
 * ``torch.func.vmap`` and ``torch.func.jacrev`` agreement with the eager result,
 * ``torch.compile(fullgraph=True)`` agreement (no graph break allowed),
 * the bytes saved for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``
-  and de-duplicated by storage.
+  and de-duplicated by storage, optionally against an exact expected number.
 
 Each check raises ``AssertionError`` with a message naming what disagreed; ``check``
 returns a :class:`CheckReport` with the saved-bytes numbers for further assertions.
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from torch.autograd.gradcheck import GradcheckError
 from torch.utils._pytree import tree_flatten
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "check_gradcheck",
     "check_gradgradcheck",
     "check_parity",
+    "check_saved_bytes",
     "check_vmap",
     "default_tolerances",
     "saved_tensors",
@@ -188,7 +190,11 @@ def check_gradcheck(fn: Callable, *inputs: Any, **gradcheck_kwargs: Any) -> None
     x64 = _fresh(inputs, torch.float64)
     kw = dict(eps=1e-6, atol=1e-6, rtol=1e-4, check_undefined_grad=True, check_batched_grad=False)
     kw.update(gradcheck_kwargs)
-    if not torch.autograd.gradcheck(fn, x64, **kw):  # raises on failure; the False path is defensive
+    try:
+        ok = torch.autograd.gradcheck(fn, x64, **kw)
+    except GradcheckError as e:
+        raise AssertionError(f"gradcheck: {e}") from None
+    if not ok:  # only with raise_exception=False
         raise AssertionError("gradcheck failed")
 
 
@@ -198,7 +204,11 @@ def check_gradgradcheck(fn: Callable, *inputs: Any, supported: bool = True, **kw
     if supported:
         kw = dict(eps=1e-6, atol=1e-6, rtol=1e-4)
         kw.update(kwargs)
-        if not torch.autograd.gradgradcheck(fn, x64, **kw):
+        try:
+            ok = torch.autograd.gradgradcheck(fn, x64, **kw)
+        except GradcheckError as e:
+            raise AssertionError(f"gradgradcheck: {e}") from None
+        if not ok:  # only with raise_exception=False
             raise AssertionError("gradgradcheck failed")
         return
     outs = [o for o in _float_outputs(fn(*x64)) if o.requires_grad]
@@ -282,14 +292,29 @@ def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True
 
 
 def check_compile(fn: Callable, *inputs: Any, backend: str = "aot_eager", check_grads: bool = True) -> None:
-    """``torch.compile(fn, fullgraph=True)`` gives the eager values and gradients (no graph break)."""
+    """``torch.compile(fn, fullgraph=True)`` gives the eager values and gradients.
+
+    A graph break (or any other failure to compile) raises ``AssertionError`` naming it.
+    """
     torch._dynamo.reset()
-    compiled = torch.compile(fn, fullgraph=True, backend=backend)
+    graph = torch.compile(fn, fullgraph=True, backend=backend)
+
+    def compiled(*args):
+        try:
+            return graph(*args)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            raise AssertionError(f"torch.compile(fullgraph=True, backend={backend!r}) failed: {e}") from None
+
     dtype = next((t.dtype for t in inputs if _is_float(t)), torch.float32)
     rtol, atol = default_tolerances(dtype)
     if backend == "inductor":  # inductor may reorder floating point arithmetic
         rtol, atol = 10 * rtol, 10 * atol
-    check_parity(compiled, fn, *inputs, rtol=rtol, atol=atol, check_grads=check_grads)
+    try:
+        check_parity(compiled, fn, *inputs, rtol=rtol, atol=atol, check_grads=check_grads)
+    except AssertionError as e:
+        raise AssertionError(f"compiled ({backend}) vs eager: {e}") from None
+    finally:
+        torch._dynamo.reset()
 
 
 # --------------------------------------------------------------------------------------
@@ -297,19 +322,53 @@ def check_compile(fn: Callable, *inputs: Any, backend: str = "aot_eager", check_
 # --------------------------------------------------------------------------------------
 @dataclass
 class CheckReport:
-    """What :func:`check` ran and the saved-for-backward bytes it measured."""
+    """What :func:`check` ran and what it measured.
+
+    ``saved`` is what ``fn`` saved for backward on fresh copies of the inputs (``inputs``),
+    with its ``outputs`` kept alive so that ``saved.beyond(...)`` can be asked about them;
+    ``reference_saved`` is the same for the reference (``None`` without one).
+    """
 
     checks: list[str]
     saved: SavedTensors
     reference_saved: SavedTensors | None
+    inputs: list[Any] = field(default_factory=list, repr=False)
+    outputs: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     @property
     def saved_bytes(self) -> int:
         return self.saved.total
 
     @property
+    def saved_bytes_beyond_outputs(self) -> int:
+        """Bytes saved that are not the outputs' storage (which the next layer keeps anyway)."""
+        return self.saved.beyond(*self.outputs)
+
+    @property
     def reference_saved_bytes(self) -> int | None:
         return None if self.reference_saved is None else self.reference_saved.total
+
+
+def check_saved_bytes(
+    fn: Callable,
+    *inputs: Any,
+    expected: int | None = None,
+    expected_beyond_outputs: int | None = None,
+) -> tuple[SavedTensors, list[torch.Tensor]]:
+    """Assert what ``fn(*inputs)`` saves for backward (de-duplicated by storage), in bytes.
+
+    ``expected`` is the total; ``expected_beyond_outputs`` leaves out the outputs' storage.
+    Returns ``(SavedTensors, outputs)``.
+    """
+    out, saved = saved_tensors(fn, *inputs)
+    outs = _float_outputs(out)
+    for what, want, got in (
+        ("saved", expected, saved.total),
+        ("saved beyond the outputs", expected_beyond_outputs, saved.beyond(*outs)),
+    ):
+        if want is not None and got != want:
+            raise AssertionError(f"{what} {got} bytes for backward, expected {want}: {saved!r}")
+    return saved, outs
 
 
 def check(
@@ -325,6 +384,8 @@ def check(
     rtol: float | None = None,
     atol: float | None = None,
     gradcheck_kwargs: dict | None = None,
+    saved_bytes: int | None = None,
+    saved_bytes_beyond_outputs: int | None = None,
 ) -> CheckReport:
     """Run every check on ``fn(*inputs)``; raise ``AssertionError`` on the first failure.
 
@@ -336,6 +397,9 @@ def check(
         gradgrad: ``True`` to run gradgradcheck, ``False`` to assert double backward raises,
             ``None`` to skip.
         compile_backend: ``"aot_eager"`` (fast, checks tracing through autograd) or ``"inductor"``.
+        saved_bytes: if given, the exact number of bytes ``fn`` must save for backward (on
+            ``inputs`` as given: their dtype and shape), de-duplicated by storage.
+        saved_bytes_beyond_outputs: the same, not counting the outputs' own storage.
     """
     ran: list[str] = []
     if gradcheck:
@@ -353,9 +417,14 @@ def check(
     if compile:
         check_compile(fn, *inputs, backend=compile_backend)
         ran.append(f"compile[{compile_backend}]")
-    _, saved = saved_tensors(fn, *_fresh(inputs))
+    fresh = _fresh(inputs)
+    saved, outs = check_saved_bytes(
+        fn, *fresh, expected=saved_bytes, expected_beyond_outputs=saved_bytes_beyond_outputs
+    )
+    if saved_bytes is not None or saved_bytes_beyond_outputs is not None:
+        ran.append("saved-bytes")
     ref_saved = saved_tensors(reference, *_fresh(inputs))[1] if reference is not None else None
-    return CheckReport(ran, saved, ref_saved)
+    return CheckReport(ran, saved, ref_saved, fresh, outs)
 
 
 def all_finite(*tensors: torch.Tensor) -> bool:
