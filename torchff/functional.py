@@ -34,6 +34,8 @@ __all__ = [
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""ReLU, :math:`\max\{0, x\}`; ``relu'(0) = 0``. Saves only the output."""
     if inplace:
+        if not (torch.is_grad_enabled() and input.requires_grad):
+            return torch.relu_(input)  # no graph to record: torch's op returns the very object
         return _rect.ReLUInplaceFunction.apply(input)
     return _rect.ReLUFunction.apply(input)
 
@@ -49,6 +51,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     Saves the output for a non-negative slope (0 extra bytes in a network), a bool mask otherwise.
     """
     if inplace:
+        if not (torch.is_grad_enabled() and input.requires_grad):
+            return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
         return _rect.LeakyReLUInplaceFunction.apply(input, negative_slope)
     return _rect.LeakyReLUFunction.apply(input, negative_slope)
 

@@ -24,11 +24,12 @@ __all__ = ["blockwise", "block_size", "fused_ok", "times_small"]
 # Elements per thread per block: 32768 float32 = 128 KiB per buffer, so that a kernel's
 # inputs, outputs and a few scratch buffers stay within a core's L2 cache.
 _PER_THREAD = 1 << 15
+_MIN_BLOCK = 1 << 16
 
 
 def block_size() -> int:
     """Elements per block: 32768 per intra-op thread (torch's own grain size), at least 65536."""
-    return max(1 << 16, _PER_THREAD * torch.get_num_threads())
+    return max(_MIN_BLOCK, _PER_THREAD * torch.get_num_threads())
 
 
 def fused_ok(*tensors: Tensor) -> bool:
