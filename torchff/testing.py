@@ -89,6 +89,9 @@ def saved_tensors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[An
     Returns ``(output, SavedTensors)``. Storages are de-duplicated: two saved views of one
     buffer count once, at the size of the whole storage (that is what stays allocated).
     Keep the output alive while you use ``beyond`` so that its storage cannot be reused.
+
+    Only tensors given to ``ctx.save_for_backward`` (and torch's own saved tensors) are seen;
+    a tensor stored as a plain ``ctx`` attribute bypasses the hooks and is not counted.
     """
     record = SavedTensors()
     seen: set[tuple] = set()
@@ -213,11 +216,15 @@ def check_gradgradcheck(fn: Callable, *inputs: Any, supported: bool = True, **kw
         return
     outs = [o for o in _float_outputs(fn(*x64)) if o.requires_grad]
     diff = [t for t in x64 if isinstance(t, torch.Tensor) and t.requires_grad]
-    gs = torch.autograd.grad([o.sum() for o in outs], diff, create_graph=True, allow_unused=True)
+    # cotangents that require grad, as gradgradcheck's: the first backward is then differentiable
+    cots = [torch.randn_like(o).requires_grad_() for o in outs]
+    gs = torch.autograd.grad(outs, diff, cots, create_graph=True, allow_unused=True)
+    connected = [g for g in gs if g is not None and g.requires_grad]
+    if not connected:
+        raise AssertionError("double backward is silently disconnected (first-order gradients do not require grad)")
     try:
-        total = sum(g.sum() for g in gs if g is not None and g.requires_grad)
-        if isinstance(total, torch.Tensor):
-            torch.autograd.grad(total, diff, allow_unused=True)
+        # backward() walks the whole graph, so it also reaches once_differentiable's error node
+        sum(g.sum() for g in connected).backward()
     except RuntimeError:
         return
     raise AssertionError("double backward was declared unsupported but ran without error")
@@ -252,21 +259,30 @@ def check_parity(
         _assert_close(f"gradient of input {i}", a, b, rtol, atol)
 
 
-def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True) -> None:
+def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = None, jacrev: bool = True) -> None:
     """``vmap`` over a new leading batch of 3 equals a Python loop; ``jacrev`` equals autograd's Jacobian.
 
-    Inputs are used as one sample; the batch is made of 3 perturbed copies of the floating ones.
+    Inputs are used as one sample (in float64); the batch is made of 3 perturbed copies of the
+    floating ones, stacked at dim 0. ``in_dims`` (default: 0 for every floating input, ``None``
+    for the rest) says which inputs are batched: pass ``None`` for an input to keep it shared.
+    A failure to transform (e.g. a Function without a vmap rule) raises ``AssertionError`` too.
     """
     base = [t.detach().double() if _is_float(t) else t for t in inputs]
+    if in_dims is None or (isinstance(in_dims, int) and in_dims == 0):
+        dims = tuple(0 if _is_float(t) else None for t in base)
+    else:
+        dims = tuple(in_dims)
     gen = torch.Generator().manual_seed(1)
     batched = [
         torch.stack([t + 0.01 * k * torch.randn(t.shape, generator=gen, dtype=t.dtype) for k in range(3)])
-        if _is_float(t)
+        if d == 0
         else t
-        for t in base
+        for t, d in zip(base, dims)
     ]
-    dims = tuple(0 if _is_float(t) else None for t in base) if in_dims == 0 else in_dims
-    got = torch.func.vmap(fn, in_dims=dims)(*batched)
+    try:
+        got = torch.func.vmap(fn, in_dims=dims)(*batched)
+    except RuntimeError as e:
+        raise AssertionError(f"vmap failed: {e}") from None
     for k in range(3):
         sample = [b[k] if d == 0 else b for b, d in zip(batched, dims)]
         want = fn(*sample)
@@ -281,7 +297,10 @@ def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True
     def first_output(*a):
         return _float_outputs(fn(*a))[0]
 
-    jac = torch.func.jacrev(first_output, argnums=argnums)(*base)
+    try:
+        jac = torch.func.jacrev(first_output, argnums=argnums)(*base)
+    except RuntimeError as e:
+        raise AssertionError(f"jacrev failed: {e}") from None
     ref_in = [t.clone().requires_grad_(i in argnums) if _is_float(t) else t for i, t in enumerate(base)]
     ref = torch.autograd.functional.jacobian(
         lambda *d: first_output(*[d[argnums.index(i)] if i in argnums else t for i, t in enumerate(ref_in)]),
