@@ -5,6 +5,7 @@ from torchff.autograd.rectifier import (
     LeakyReLUFunction,
     LeakyReLUInplaceFunction,
     PReLUFunction,
+    PReLUSaves,
     ReLUFunction,
     ReLUInplaceFunction,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
     "PReLUFunction",
+    "PReLUSaves",
     "ReLUFunction",
     "ReLUInplaceFunction",
     "SigmoidFunction",
