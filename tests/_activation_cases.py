@@ -45,7 +45,7 @@ class Case:
     def args(self, x: torch.Tensor) -> tuple:
         if self.weight is None:
             return (x,)
-        w = self.weight.to(x.dtype).clone().requires_grad_(self.weight_grad and x.requires_grad)
+        w = self.weight.to(x.device, x.dtype).clone().requires_grad_(self.weight_grad and x.requires_grad)
         return (x, w)
 
 

@@ -305,3 +305,34 @@ def test_nothing_saved_without_grad():
     for case in CASES:
         _, saved = saved_tensors(case.ours, *case.args(x))
         assert saved.total == 0, case.name
+
+
+# --------------------------------------------------------------------------------------
+# inductor (slow) and CUDA (skipped without a device)
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_inductor_compiles_every_activation_in_one_graph():
+    from torchff.testing import check_compile
+
+    w = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], requires_grad=True)
+
+    def net(x, w):
+        h = F.leaky_relu(x, 0.1) + F.relu(x) * F.sigmoid(x) + F.abs_relu(x) * 0.1
+        h = F.prelu(h, w) + F.softplus(x, 2.0, 40.0) + F.binary_step(x, ste=True)
+        return F.leaky_relu(h, -0.5).sum(1)
+
+    x = torch.randn(32, 5, dtype=torch.float32, requires_grad=True)
+    check_compile(net, x, w, backend="inductor")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_cuda_parity(case):
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        x = (torch.randn(257, 5, dtype=torch.float64) * 4).to(dtype)
+        x = torch.cat([x, torch.tensor(SPECIALS[1:], dtype=dtype).repeat_interleave(5).reshape(-1, 5)])
+        x = x.cuda().requires_grad_()
+        for v in case.differs_at:
+            x = torch.where(x == v, x * 1.5, x).detach().requires_grad_()
+        args = case.args(x)
+        check_parity(case.ours, case.ref, *args)
