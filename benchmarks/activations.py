@@ -2,8 +2,9 @@
 
 Eager, CPU, float32, a 4096x1024 input, the gradient taken with ``torch.autograd.grad``.
 Each op's two sides are timed interleaved (torchff, torch, torchff, torch, ...) with
-``torch.utils.benchmark.Timer.blocked_autorange``; the ratio of the medians is reported, so
-that load from other processes falls on both sides alike.
+``torch.utils.benchmark.Timer.blocked_autorange``, so that load from other processes falls on
+both sides alike. Reported: the median over rounds of each side's median, their ratio, and the
+ratio of the fastest blocks (the least disturbed runs, a steadier estimate on a busy machine).
 
 Saved bytes are counted with ``torchff.testing.saved_tensors`` (de-duplicated by storage):
 ``saved`` is everything the op keeps, ``extra`` what it keeps beyond its output (which the
@@ -73,7 +74,7 @@ def main() -> None:
     x = (torch.randn(SHAPE, generator=gen) * 3).requires_grad_()
     grad = torch.randn(SHAPE, generator=gen)
     print(f"torch {torch.__version__}, {a.threads} threads, float32 {SHAPE[0]}x{SHAPE[1]}, median of {a.rounds} interleaved rounds")
-    print(f"{'op':20s} {'torchff ms':>10s} {'torch ms':>9s} {'time ratio':>10s}   "
+    print(f"{'op':20s} {'torchff ms':>10s} {'torch ms':>9s} {'ratio':>6s} {'(fastest)':>9s}   "
           f"{'saved MiB':>9s} {'torch':>6s} {'ratio':>5s}   {'extra MiB':>9s} {'torch':>6s}")
     for name, (ours, ref, extra) in cases().items():
         if a.only and not any(s in name for s in a.only.split(",")):
@@ -85,16 +86,17 @@ def main() -> None:
             return lambda: torch.autograd.grad(fn(x, *args), wrt, grad)
 
         fa, fb = step(ours), step(ref)
-        ta, tb = [], []
+        ra, rb = [], []
         for _ in range(a.rounds):
-            ta.append(Timer("f()", globals={"f": fa}).blocked_autorange(min_run_time=a.min_run_time).median)
-            tb.append(Timer("f()", globals={"f": fb}).blocked_autorange(min_run_time=a.min_run_time).median)
-        ma, mb = statistics.median(ta), statistics.median(tb)
+            ra.append(Timer("f()", globals={"f": fa}).blocked_autorange(min_run_time=a.min_run_time))
+            rb.append(Timer("f()", globals={"f": fb}).blocked_autorange(min_run_time=a.min_run_time))
+        ma, mb = statistics.median(m.median for m in ra), statistics.median(m.median for m in rb)
+        fastest = min(min(m.times) for m in ra) / min(min(m.times) for m in rb)
         oa, sa = saved_tensors(ours, x, *args)
         ob, sb = saved_tensors(ref, x, *args)
         params = [t for t in args if isinstance(t, torch.Tensor)]
         mib = 2.0 ** 20
-        print(f"{name:20s} {ma * 1e3:10.2f} {mb * 1e3:9.2f} {ma / mb:10.2f}   "
+        print(f"{name:20s} {ma * 1e3:10.2f} {mb * 1e3:9.2f} {ma / mb:6.2f} {fastest:9.2f}   "
               f"{sa.total / mib:9.2f} {sb.total / mib:6.2f} {sa.total / sb.total:5.2f}   "
               f"{sa.beyond(oa, *params) / mib:9.2f} {sb.beyond(ob, *params) / mib:6.2f}")
         del oa, ob

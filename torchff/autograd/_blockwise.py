@@ -1,10 +1,14 @@
 """Helpers for the fused eager paths of the activation Functions.
 
-A fused path chains several elementwise torch kernels (``out=`` and in-place variants) on
-fresh buffers. On a CPU, each kernel over a large tensor streams every operand through
-main memory; :func:`blockwise` instead runs the whole chain on one cache-sized block at a
-time with a few reused scratch buffers, so intermediates never leave the cache. Only the
-inputs are read and the outputs written once.
+A fused path chains several elementwise torch kernels (``out=`` and in-place variants).
+Chained over whole tensors, every intermediate is a fresh tensor as large as the input: it
+streams through main memory, and on CPU a fresh multi-megabyte allocation often comes back
+from the OS as untouched pages, paid for again on first write. :func:`blockwise` instead runs
+the chain on one cache-sized block at a time, with a few scratch buffers that each thread
+allocates once and reuses; only the inputs are read and the outputs written in full.
+
+Where a chain needs no intermediate (one fresh output, then in-place kernels on it), the
+Functions run it on whole tensors without these helpers.
 
 These paths are for plain eager tensors only; :func:`fused_ok` says when they may be used.
 Under ``torch.compile`` (which fuses by itself), ``torch.func`` transforms (whose wrapped
@@ -14,12 +18,13 @@ Functions use their out-of-place formulas.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["blockwise", "block_size", "fused_ok", "times_small"]
+__all__ = ["as_float", "blockwise", "block_size", "fused_ok", "row_blocks", "scratch", "times_small"]
 
 # Elements per intra-op thread per block: 131072 float32 = 512 KiB per buffer and thread, so
 # that a chain's few buffers stay in a core's L2 (or at worst L3) cache while each kernel call
@@ -27,10 +32,33 @@ __all__ = ["blockwise", "block_size", "fused_ok", "times_small"]
 _PER_THREAD = 1 << 17
 _MIN_BLOCK = 1 << 17
 
+_local = threading.local()
+
 
 def block_size() -> int:
     """Elements per block: 131072 per intra-op thread, at least 131072."""
     return max(_MIN_BLOCK, _PER_THREAD * torch.get_num_threads())
+
+
+def scratch(n: int, dtypes: Sequence[torch.dtype], device: torch.device) -> list[Tensor]:
+    """``len(dtypes)`` 1-d scratch buffers of ``n`` elements, cached per thread and reused.
+
+    The cache keeps, per thread, one set of buffers per (device, dtypes) of at most a block
+    (about a megabyte per buffer); larger requests get fresh buffers. Callers must not keep
+    views past their own use: the next call on the same thread hands out the same memory.
+    """
+    if not dtypes:
+        return []
+    if n > block_size():  # e.g. one row larger than a block: not worth keeping
+        return [torch.empty(n, dtype=d, device=device) for d in dtypes]
+    cache = getattr(_local, "buffers", None)
+    if cache is None:
+        cache = _local.buffers = {}
+    key = (torch.device(device), tuple(dtypes))
+    bufs = cache.get(key)
+    if bufs is None or bufs[0].numel() < n:
+        bufs = cache[key] = [torch.empty(n, dtype=d, device=device) for d in dtypes]
+    return [b[:n] for b in bufs]
 
 
 def fused_ok(*tensors: Tensor) -> bool:
@@ -56,12 +84,12 @@ def blockwise(
     ``kernel(*in_blocks, *out_blocks, *scratch)`` must write its results into the out blocks
     using only elementwise ops; it receives same-shaped views (1-d blocks of the flattened
     tensors, or the whole tensors). ``inputs`` must have one shape (their dtypes may differ);
-    one output is made per entry of ``out_dtypes`` and one scratch buffer per entry of
+    one fresh output is made per entry of ``out_dtypes`` and one scratch buffer per entry of
     ``scratch_dtypes``.
 
-    Contiguous CPU inputs larger than :func:`block_size` are split into 1-d blocks that reuse
-    the same scratch buffers; anything else (small, strided, broadcast-expanded or non-CPU
-    tensors) is processed in one call on whole tensors with fresh scratch buffers.
+    Contiguous CPU inputs larger than :func:`block_size` are split into 1-d blocks that share
+    the thread's cached scratch buffers; anything else (small, strided, broadcast-expanded or
+    non-CPU tensors) is processed in one call on whole tensors with fresh scratch buffers.
     """
     ref = inputs[0]
     outs = [torch.empty_like(ref, dtype=d) for d in out_dtypes]
@@ -69,24 +97,34 @@ def blockwise(
     if ref.device.type != "cpu" or ref.numel() <= block or not all(t.is_contiguous() for t in inputs):
         kernel(*inputs, *outs, *(torch.empty_like(ref, dtype=d) for d in scratch_dtypes))
         return outs
-    scratch = [torch.empty(block, dtype=d, device=ref.device) for d in scratch_dtypes]
+    bufs = scratch(block, scratch_dtypes, ref.device)
     for parts in zip(*(t.view(-1).split(block) for t in (*inputs, *outs))):
         m = parts[0].numel()
-        kernel(*parts, *(s if m == block else s[:m] for s in scratch))
+        kernel(*parts, *(s if m == block else s[:m] for s in bufs))
     return outs
 
 
-def times_small(grad: Tensor, small: Tensor) -> Tensor:
-    """``grad * small`` for a 1-byte tensor (int8 sign, uint8 / bool mask) of ``grad``'s shape.
+def row_blocks(shape: Sequence[int]) -> Iterator[slice]:
+    """Slices of dim 0 that cover about :func:`block_size` elements each (at least one row).
 
-    torch's mixed-dtype multiply is slow on CPU; the fused path converts block by block.
+    Blocks of whole rows keep every other dim intact, e.g. PReLU's channel dim 1.
     """
+    rows = shape[0] if len(shape) else 1
+    per_row = 1
+    for s in shape[1:]:
+        per_row *= s
+    step = max(1, block_size() // max(1, per_row))
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
+
+
+def as_float(small: Tensor, dtype: torch.dtype) -> Tensor:
+    """A fresh float copy of a 1-byte tensor (bool converts faster through a uint8 view)."""
+    return (small.view(torch.uint8) if small.dtype == torch.bool else small).to(dtype)
+
+
+def times_small(grad: Tensor, small: Tensor) -> Tensor:
+    """``grad * small`` for a 1-byte tensor (int8 sign, bool mask) of ``grad``'s shape."""
     if not fused_ok(grad, small):
         return grad * small.to(grad.dtype)
-    if small.dtype == torch.bool:
-        small = small.view(torch.uint8)  # same bytes; uint8 -> float converts faster than bool
-
-    def kernel(g, q, res, scratch):
-        torch.mul(g, scratch.copy_(q), out=res)
-
-    return blockwise(kernel, [grad, small], [grad.dtype], [grad.dtype])[0]
+    return as_float(small, grad.dtype).mul_(grad)  # one fresh buffer, then in place

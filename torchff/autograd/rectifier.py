@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd._blockwise import blockwise, fused_ok, times_small
+from torchff.autograd._blockwise import as_float, blockwise, fused_ok, row_blocks, scratch, times_small
 
 __all__ = [
     "ReLUFunction",
@@ -44,8 +44,8 @@ def _sign_int8(x: Tensor) -> Tensor:
     if not fused_ok(x):
         return torch.sign(x).to(torch.int8)
 
-    def kernel(x, s8, scratch):
-        s8.copy_(torch.sign(x, out=scratch))
+    def kernel(x, s8, s):  # sign into a cached float block, then narrowed: no full-size float temporary
+        s8.copy_(torch.sign(x, out=s))
 
     return blockwise(kernel, [x], [torch.int8], [x.dtype])[0]
 
@@ -54,11 +54,8 @@ def _leaky_grad_from_mask(grad: Tensor, positive: Tensor, alpha: float) -> Tenso
     """``grad * (1 if positive else alpha)`` for a bool mask ``positive``."""
     if not fused_ok(grad, positive):
         return _aten.leaky_relu_backward(grad, positive.to(grad.dtype), alpha, False)
-
-    def kernel(g, q, res, scratch):
-        _aten.leaky_relu_backward.grad_input(g, scratch.copy_(q), alpha, False, grad_input=res)
-
-    return blockwise(kernel, [grad, positive.view(torch.uint8)], [grad.dtype], [grad.dtype])[0]
+    carrier = as_float(positive, grad.dtype)  # 1.0 where positive: the sign leaky_relu_backward reads
+    return _aten.leaky_relu_backward.grad_input(grad, carrier, alpha, False, grad_input=carrier)
 
 
 # --------------------------------------------------------------------------------------
@@ -160,7 +157,8 @@ class LeakyReLUFunction(Function):
         input, alpha = inputs
         ctx.alpha = float(alpha)
         ctx.from_output = not ctx.alpha < 0
-        ctx.save_for_backward(output if ctx.from_output else input > 0)
+        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
+            ctx.save_for_backward(output if ctx.from_output else input > 0)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -223,7 +221,8 @@ class AbsFunction(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(_sign_int8(inputs[0]))
+        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
+            ctx.save_for_backward(_sign_int8(inputs[0]))
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -303,40 +302,53 @@ class PReLUFunction(Function):
         if saves == PReLUSaves.MASK and ctx.needs_input_grad[1]:
             saves = PReLUSaves.INPUT  # a mask cannot give the weight's gradient
         ctx.saves = saves
-        carrier = {PReLUSaves.INPUT: input, PReLUSaves.OUTPUT: output}.get(saves)
-        ctx.save_for_backward(input > 0 if carrier is None else carrier, weight)
+        if any(ctx.needs_input_grad[:2]):  # (setup_context also runs when no graph is recorded)
+            carrier = {PReLUSaves.INPUT: input, PReLUSaves.OUTPUT: output}.get(saves)
+            ctx.save_for_backward(input > 0 if carrier is None else carrier, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved, weight = ctx.saved_tensors
         need_input, need_weight = ctx.needs_input_grad[:2]
+        # lerp-free exact select below needs finite slopes; anything else takes the formulas
         if not fused_ok(grad, saved, weight) or not bool(torch.isfinite(weight).all()):
-            return (*_prelu_backward_plain(grad, saved, weight, ctx.saves, need_input, need_weight), None)
-        grad_input = grad_weight = None
-        w = _channel_view(weight, grad)
+            grads = _prelu_backward_plain(grad, saved, weight, ctx.saves, need_input, need_weight)
+        else:
+            grads = _prelu_backward_fused(grad, saved, weight, ctx.saves, need_input, need_weight)
+        return (*grads, None)
+
+
+def _prelu_backward_fused(grad, saved, weight, saves, need_input, need_weight):
+    """Eager path: blocks of whole rows (dim 0), so that the channel dim 1 stays intact and the
+    temporaries stay in cache; one fresh tensor (the input's gradient)."""
+    shape = grad.shape
+    if grad.dim() == 0:
+        grad, saved = grad.reshape(1), saved.reshape(1)
+    w = _channel_view(weight, grad).to(grad.dtype)
+    scalar_slope = float(weight) if weight.numel() == 1 and weight.device.type == "cpu" else None
+    grad_input = torch.empty_like(grad) if need_input else None
+    grad_weight = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device) if need_weight else None
+    sum_dims = [d for d in range(grad.dim()) if d != 1] if weight.numel() > 1 else None
+    blocks = list(row_blocks(grad.shape))
+    n = max((grad[b].numel() for b in blocks), default=0)
+    s1, s2 = scratch(n, [grad.dtype, grad.dtype], grad.device)
+    for b in blocks:
+        g, z = grad[b], saved[b]
+        t1, t2 = s1[: g.numel()].view(g.shape), s2[: g.numel()].view(g.shape)
         if need_input:
-            if weight.numel() == 1 and weight.device.type == "cpu":
-                sign_carrier = saved.view(torch.uint8).to(grad.dtype) if saved.dtype == torch.bool else saved
-                from_output = ctx.saves == PReLUSaves.OUTPUT
-                grad_input = _aten.leaky_relu_backward(grad, sign_carrier, float(weight), from_output)
+            positive = t1.copy_(z) if z.dtype == torch.bool else torch.gt(z, 0, out=t1)  # 1.0 / 0.0
+            if scalar_slope is not None:  # z > 0 exactly where positive > 0
+                _aten.leaky_relu_backward.grad_input(g, positive, scalar_slope, False, grad_input=grad_input[b])
             else:
-                # lerp(a, 1, [z > 0]) is exactly 1 or a (torch's lerp is exact at 0 and 1)
-                if saved.dtype == torch.bool:
-                    positive = saved.view(torch.uint8).to(grad.dtype)
-                else:
-                    positive = torch.gt(saved, 0, out=torch.empty_like(saved, dtype=grad.dtype))
-                one = torch.ones((), dtype=grad.dtype, device=grad.device)
-                grad_input = torch.lerp(w.to(grad.dtype), one, positive, out=positive).mul_(grad)
+                # positive + (1 - positive) * a is exactly 1 or a (one term is 0), then times g
+                slope = torch.sub(1.0, positive, out=t2).mul_(w)
+                torch.mul(slope.add_(positive), g, out=grad_input[b])
         if need_weight:
-            z_neg = torch.clamp_max(saved, 0)
-            dot_ok = grad.dtype in (torch.float32, torch.float64) and grad.is_contiguous() and z_neg.is_contiguous()
-            if weight.numel() == 1 and dot_ok:
-                grad_weight = torch.dot(z_neg.view(-1), grad.view(-1)).reshape(weight.shape)
-            else:
-                grad_weight = _reduce_to_weight(z_neg.mul_(grad), weight)
-            if ctx.saves == PReLUSaves.OUTPUT:
-                grad_weight = grad_weight.div_(weight)
-        return grad_input, grad_weight, None
+            neg = torch.clamp_max(z, 0, out=t1).mul_(g)  # min(0, z) g, or min(0, h) g = a min(0, z) g
+            grad_weight += (neg.sum(sum_dims) if sum_dims else neg.sum()).reshape(weight.shape)
+    if need_weight and saves == PReLUSaves.OUTPUT:
+        grad_weight = grad_weight.div_(weight)
+    return (grad_input.reshape(shape) if need_input else None), grad_weight
 
 
 def _prelu_backward_plain(grad, saved, weight, saves, need_input, need_weight):

@@ -47,7 +47,7 @@ class BinaryStepFunction(Function):
     def setup_context(ctx, inputs, output):
         input = inputs[0]
         ctx.ste = bool(inputs[1]) if len(inputs) > 1 else False
-        if ctx.ste:
+        if ctx.ste and ctx.needs_input_grad[0]:  # (setup_context also runs without a graph)
             if fused_ok(input):
                 inside = blockwise(_inside_kernel, [input], [torch.bool], [input.dtype])[0]
             else:
