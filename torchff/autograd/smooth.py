@@ -85,14 +85,14 @@ def _softplus_kernel(x: Tensor, out: Tensor, s1: Tensor, s2: Tensor, s3: Tensor,
     (torch's ``log1p``, the usual remedy, is not vectorized on CPU).
     """
     q = torch.abs(x, out=s1)
-    q.neg_() if beta == 1.0 else q.mul_(-abs(beta))
+    q.neg_() if abs(beta) == 1.0 else q.mul_(-abs(beta))
     q.sigmoid_()  # q = e^{-|t|} / (1 + e^{-|t|}), in [0, 1/2]
     v = torch.sub(1.0, q, out=s2)
     e_over_v = torch.sub(1.0, v, out=s3).sub_(q).div_(v)
-    log1p_u = torch.log(v, out=s2).add_(e_over_v).div_(-beta)  # -(log v + e / v) / beta
-    torch.add(x, log1p_u, out=out)
-    # max(x + l, l) = max(x, 0) + l exactly, nan-propagating
-    (torch.maximum if beta > 0 else torch.minimum)(out, log1p_u, out=out)
+    minus_log1p_u = torch.log(v, out=s2).add_(e_over_v)  # log v + e / v = -log(1 + e^{-|t|})
+    # max(x, 0) + l / beta (min(x, 0) for beta < 0); nan propagates through both terms
+    (torch.clamp_min if beta > 0 else torch.clamp_max)(x, 0.0, out=out)
+    out.sub_(minus_log1p_u, alpha=1.0 / beta) if beta != 1.0 else out.sub_(minus_log1p_u)
 
 
 def _sigma_from_output_kernel(
@@ -108,8 +108,8 @@ def _sigma_from_output_kernel(
     """
     s = torch.mul(out, beta, out=s1).clamp_max_(cap) if beta != 1.0 else torch.clamp_max(out, cap, out=s1)
     w = torch.mul(s, -_LOG2E, out=s2).exp2_()
-    corr = torch.log(w, out=s3).add_(s)
-    sigma = torch.neg(w, out=s1).add_(1.0).addcmul_(w, corr)
+    correction = torch.log(w, out=s3).add_(s)
+    sigma = torch.sub(1.0, w, out=s1).addcmul_(w, correction)
     torch.mul(sigma, grad, out=res)
 
 
