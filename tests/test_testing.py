@@ -79,6 +79,16 @@ class WrongUnderTransforms(GoodReLU):
         return scale * g * (out > 0)
 
 
+class WrongUnderJacrev(GoodReLU):
+    """Wrong only for jacrev's wrapped gradients (its backward runs with grad mode on)."""
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor(g) and torch.is_grad_enabled()
+        return (3.0 if wrapped else 1.0) * g * (out > 0)
+
+
 class GraphBreak(GoodReLU):
     @staticmethod
     def forward(x):
@@ -207,8 +217,10 @@ def test_catches_a_missing_vmap_rule_and_a_wrong_transform():
     check_vmap(GoodReLU.apply, _x(4))
     with pytest.raises(AssertionError, match="vmap failed"):
         check_vmap(NoVmapRule.apply, _x(4))
-    with pytest.raises(AssertionError, match="jacrev"):
+    with pytest.raises(AssertionError, match="gradient through vmap"):
         check_vmap(WrongUnderTransforms.apply, _x(4))
+    with pytest.raises(AssertionError, match="jacrev"):
+        check_vmap(WrongUnderJacrev.apply, _x(4))
     check_gradcheck(WrongUnderTransforms.apply, _x(4))  # plain autograd alone would not notice
 
 

@@ -78,7 +78,9 @@ def abs_relu(input: Tensor) -> Tensor:
 
     Derivative :math:`\operatorname{sgn}(x)`, 0 at 0 as ``torch.abs``. Saves an int8 sign.
     """
-    return _rect.AbsFunction.apply(input)
+    if not (torch.is_grad_enabled() and input.requires_grad):
+        return torch.abs(input)  # no graph: the sign would be computed for nothing
+    return _rect.AbsFunction.apply(input)[0]
 
 
 def _prelu_saves(input: Tensor, weight: Tensor) -> int:

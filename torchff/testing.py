@@ -260,7 +260,8 @@ def check_parity(
 
 
 def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = None, jacrev: bool = True) -> None:
-    """``vmap`` over a new leading batch of 3 equals a Python loop; ``jacrev`` equals autograd's Jacobian.
+    """``vmap`` over a new leading batch of 3 equals a Python loop (values, and gradients
+    through the vmapped call); ``jacrev`` equals autograd's Jacobian.
 
     Inputs are used as one sample (in float64); the batch is made of 3 perturbed copies of the
     floating ones, stacked at dim 0. ``in_dims`` (default: 0 for every floating input, ``None``
@@ -279,15 +280,34 @@ def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = None, jacrev: bool = T
         else t
         for t, d in zip(base, dims)
     ]
-    try:
-        got = torch.func.vmap(fn, in_dims=dims)(*batched)
-    except RuntimeError as e:
-        raise AssertionError(f"vmap failed: {e}") from None
-    for k in range(3):
-        sample = [b[k] if d == 0 else b for b, d in zip(batched, dims)]
-        want = fn(*sample)
-        for i, (g, w) in enumerate(zip(_float_outputs(got), _float_outputs(want))):
-            _assert_close(f"vmap output {i}, sample {k}", g[k], w, 1e-10, 1e-12)
+    # once without autograd, once recording it (with the inputs' requires_grad), so that a
+    # Function is also run under vmap when a graph is recorded, and its backward through vmap
+    grads_wanted = [(i, d) for i, (t, d) in enumerate(zip(inputs, dims)) if _is_float(t) and t.requires_grad]
+    for record in (False, True):
+        leaves = [b.clone().requires_grad_(record and i in dict(grads_wanted)) if _is_float(b) else b
+                  for i, b in enumerate(batched)]
+        try:
+            got = torch.func.vmap(fn, in_dims=dims)(*leaves)
+        except RuntimeError as e:
+            raise AssertionError(f"vmap failed: {e}") from None
+        got_outs = _float_outputs(got)
+        for k in range(3):
+            sample = [b[k] if d == 0 else b for b, d in zip(leaves, dims)]
+            want = fn(*sample)
+            for i, (g, w) in enumerate(zip(got_outs, _float_outputs(want))):
+                _assert_close(f"vmap output {i}, sample {k}", g[k].detach(), w.detach(), 1e-10, 1e-12)
+        if record and grads_wanted:
+            outs = [o for o in got_outs if o.requires_grad]
+            diff = [leaves[i] for i, _ in grads_wanted]
+            cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in outs]
+            got_g = torch.autograd.grad(outs, diff, cot, allow_unused=True)
+            loop_outs = [[_float_outputs(fn(*[b[k] if d == 0 else b for b, d in zip(leaves, dims)]))[j]
+                          for k in range(3)] for j in range(len(got_outs)) if got_outs[j].requires_grad]
+            want_g = torch.autograd.grad(
+                [torch.stack(o) for o in loop_outs], diff, cot, allow_unused=True
+            )
+            for (i, _), a, b in zip(grads_wanted, got_g, want_g):
+                _assert_close(f"gradient through vmap w.r.t. argument {i}", a, b, 1e-10, 1e-12)
     if not jacrev:
         return
     argnums = tuple(i for i, t in enumerate(base) if _is_float(t) and inputs[i].requires_grad)

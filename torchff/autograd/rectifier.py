@@ -39,15 +39,28 @@ _aten = torch.ops.aten
 # --------------------------------------------------------------------------------------
 # 1-byte-per-element helpers
 # --------------------------------------------------------------------------------------
-def _sign_int8(x: Tensor) -> Tensor:
-    """``sign(x)`` (-1, 0, 1; 0 for nan) as int8."""
+def _abs_and_sign(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``|x|`` and ``sign(x)`` (-1, 0, 1; 0 for nan) as int8, reading ``x`` once."""
     if not fused_ok(x):
-        return torch.sign(x).to(torch.int8)
+        return torch.abs(x), torch.sign(x).to(torch.int8)
 
-    def kernel(x, s8, s):  # sign into a cached float block, then narrowed: no full-size float temporary
+    def kernel(x, out, s8, s):  # the float sign stays in a cached block; only int8 is written out
+        torch.abs(x, out=out)
         s8.copy_(torch.sign(x, out=s))
 
-    return blockwise(kernel, [x], [torch.int8], [x.dtype])[0]
+    out, s8 = blockwise(kernel, [x], [x.dtype, torch.int8], [x.dtype])
+    return out, s8
+
+
+def _positive_mask(x: Tensor) -> Tensor:
+    """``x > 0`` as bool (false for nan)."""
+    if not fused_ok(x):
+        return x > 0
+
+    def kernel(x, mask, s):  # compare into a cached float block, then narrow: faster than a bool compare
+        mask.copy_(torch.gt(x, 0, out=s))
+
+    return blockwise(kernel, [x], [torch.bool], [x.dtype])[0]
 
 
 def _leaky_grad_from_mask(grad: Tensor, positive: Tensor, alpha: float) -> Tensor:
@@ -158,7 +171,7 @@ class LeakyReLUFunction(Function):
         ctx.alpha = float(alpha)
         ctx.from_output = not ctx.alpha < 0
         if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(output if ctx.from_output else input > 0)
+            ctx.save_for_backward(output if ctx.from_output else _positive_mask(input))
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -209,23 +222,27 @@ class AbsFunction(Function):
     Backward: :math:`\partial g / \partial z = \operatorname{sgn}(z) \in \{-1, 0, 1\}`, so
     ``g'(0) = 0`` and ``g'(nan) = 0``, exactly as ``torch.abs``.
 
-    Saved for backward: the sign as ``int8``, 1 byte per element (torch's ``abs`` keeps its
-    input: 4 bytes for float32). The output cannot replace it: it is non-negative.
+    Returns ``(|z|, sgn(z))``: the forward computes the sign with the value, in one pass over
+    the input, as a non-differentiable int8 tensor (:func:`torchff.functional.abs_relu`
+    returns the value only). Saved for backward: that sign, 1 byte per element (torch's
+    ``abs`` keeps its input: 4 bytes for float32). The output cannot replace it: it is
+    non-negative.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor) -> Tensor:
-        return torch.abs(input)
+    def forward(input: Tensor) -> tuple[Tensor, Tensor]:
+        return _abs_and_sign(input)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(_sign_int8(inputs[0]))
+        sign = output[1]
+        ctx.mark_non_differentiable(sign)
+        ctx.save_for_backward(sign)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor, _grad_sign: Tensor | None = None):
         (sign,) = ctx.saved_tensors
         return times_small(grad, sign)
 
@@ -304,7 +321,7 @@ class PReLUFunction(Function):
         ctx.saves = saves
         if any(ctx.needs_input_grad[:2]):  # (setup_context also runs when no graph is recorded)
             carrier = {PReLUSaves.INPUT: input, PReLUSaves.OUTPUT: output}.get(saves)
-            ctx.save_for_backward(input > 0 if carrier is None else carrier, weight)
+            ctx.save_for_backward(_positive_mask(input) if carrier is None else carrier, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
