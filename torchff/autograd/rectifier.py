@@ -239,10 +239,13 @@ class AbsFunction(Function):
     def setup_context(ctx, inputs, output):
         sign = output[1]
         ctx.mark_non_differentiable(sign)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the sign output
         ctx.save_for_backward(sign)
 
     @staticmethod
-    def backward(ctx, grad: Tensor, _grad_sign: Tensor | None = None):
+    def backward(ctx, grad: Tensor | None, _grad_sign: Tensor | None = None):
+        if grad is None:
+            return None
         (sign,) = ctx.saved_tensors
         return times_small(grad, sign)
 
