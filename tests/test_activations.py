@@ -336,3 +336,27 @@ def test_cuda_parity(case):
             x = torch.where(x == v, x * 1.5, x).detach().requires_grad_()
         args = case.args(x)
         check_parity(case.ours, case.ref, *args)
+
+
+# --------------------------------------------------------------------------------------
+# the blockwise helper behind the fused paths
+# --------------------------------------------------------------------------------------
+def test_blockwise_matches_whole_tensor_and_reuses_scratch(small_blocks):
+    import torchff.autograd._blockwise as bw
+
+    def kernel(x, y, out_a, out_b, s):
+        torch.mul(x, y, out=s)
+        torch.add(s, 1.0, out=out_a)
+        out_b.copy_(torch.gt(s, 0, out=s))
+
+    x, y = torch.randn(2500), torch.randn(2500)  # 3 blocks of 1000, the last one partial
+    a, b = bw.blockwise(kernel, [x, y], [torch.float32, torch.bool], [torch.float32])
+    assert torch.equal(a, x * y + 1) and torch.equal(b, x * y > 0)
+    # whole-tensor fallback for non-contiguous inputs
+    a2, _ = bw.blockwise(kernel, [x.view(50, 50).t(), y.view(50, 50).t()], [torch.float32, torch.bool], [torch.float32])
+    assert torch.equal(a2, (x * y + 1).view(50, 50).t())
+    # cached per thread: the same memory again, distinct buffers within one request
+    s1, s2 = bw.scratch(1000, [torch.float32, torch.float32], x.device)
+    t1, t2 = bw.scratch(800, [torch.float32, torch.float32], x.device)
+    assert s1.data_ptr() == t1.data_ptr() and s2.data_ptr() == t2.data_ptr() != s1.data_ptr()
+    assert bw.scratch(5000, [torch.float32], x.device)[0].data_ptr() not in (s1.data_ptr(), s2.data_ptr())

@@ -41,24 +41,28 @@ def block_size() -> int:
 
 
 def scratch(n: int, dtypes: Sequence[torch.dtype], device: torch.device) -> list[Tensor]:
-    """``len(dtypes)`` 1-d scratch buffers of ``n`` elements, cached per thread and reused.
+    """One 1-d scratch buffer of ``n`` elements per entry of ``dtypes``, cached per thread.
 
-    The cache keeps, per thread, one set of buffers per (device, dtypes) of at most a block
-    (about a megabyte per buffer); larger requests get fresh buffers. Callers must not keep
-    views past their own use: the next call on the same thread hands out the same memory.
+    Each thread keeps, per (device, dtype), the few block-sized buffers (about a megabyte
+    each) its kernels have asked for at once, and hands them out again; larger requests get
+    fresh buffers. Callers must not keep views past their own use: the next call on the same
+    thread gets the same memory.
     """
-    if not dtypes:
-        return []
     if n > block_size():  # e.g. one row larger than a block: not worth keeping
         return [torch.empty(n, dtype=d, device=device) for d in dtypes]
-    cache = getattr(_local, "buffers", None)
-    if cache is None:
-        cache = _local.buffers = {}
-    key = (torch.device(device), tuple(dtypes))
-    bufs = cache.get(key)
-    if bufs is None or bufs[0].numel() < n:
-        bufs = cache[key] = [torch.empty(n, dtype=d, device=device) for d in dtypes]
-    return [b[:n] for b in bufs]
+    pools = getattr(_local, "pools", None)
+    if pools is None:
+        pools = _local.pools = {}
+    out, used = [], {}
+    for d in dtypes:
+        pool = pools.setdefault((torch.device(device), d), [])
+        i = used.get(d, 0)
+        used[d] = i + 1
+        if i == len(pool) or pool[i].numel() < n:
+            buf = torch.empty(block_size(), dtype=d, device=device)
+            pool[i:i + 1] = [buf]
+        out.append(pool[i][:n])
+    return out
 
 
 def fused_ok(*tensors: Tensor) -> bool:
