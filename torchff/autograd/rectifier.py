@@ -10,9 +10,10 @@ PReLU use the slope ``alpha`` (``z > 0`` is false), |z| gives 0 (``sign(nan) = 0
 
 Backwards use torch's fused kernels where one exists (``threshold_backward``,
 ``leaky_relu_backward``: both differentiable, so they serve double backward too). Where a
-backward chains several kernels, the chain runs on fresh buffers block by block in plain
-eager mode (:mod:`torchff.autograd._blockwise`) and as out-of-place formulas under
-``torch.compile``, ``torch.func`` and double backward.
+forward or backward chains several kernels, plain eager mode runs the chain on one fresh
+output (then in place) or block by block on cached scratch buffers
+(:mod:`torchff.autograd._blockwise`); ``torch.compile``, ``torch.func`` and double backward
+get out-of-place formulas.
 """
 
 from __future__ import annotations
