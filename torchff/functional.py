@@ -131,7 +131,8 @@ def sigmoid(input: Tensor) -> Tensor:
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x > \text{threshold}`.
 
-    Saves only the output (torch keeps the input).
+    Saves only the output (torch keeps the input) for thresholds of at least 17.5 (37.5 in
+    float64), which includes the default in float32/16; the input below them, as torch.
     """
     return _smooth.SoftplusFunction.apply(input, beta, threshold)
 
