@@ -110,6 +110,10 @@ def test_generalized_relu_learnable_is_prelu(num_parameters):
     ours = GeneralizedReLU(alpha=0.2, learnable=True, num_parameters=num_parameters)
     assert repr(ours) == f"GeneralizedReLU(alpha=0.2, learnable=True, num_parameters={num_parameters})"
     assert torch.equal(ours.weight.detach(), torch.full((num_parameters,), 0.2))
+    with torch.no_grad():
+        ours.weight.fill_(3.0)
+    ours.reset_parameters()
+    assert torch.equal(ours.weight.detach(), torch.full((num_parameters,), 0.2))
     prelu = nn.PReLU(num_parameters, init=0.7)
     ours.load_state_dict(prelu.state_dict())  # same key, same shape: loads both ways
     prelu.load_state_dict(ours.state_dict())

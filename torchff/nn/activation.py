@@ -111,9 +111,15 @@ class GeneralizedReLU(nn.Module):
         self.learnable = bool(learnable)
         self.num_parameters = int(num_parameters)
         if self.learnable:
-            self.weight = nn.Parameter(torch.full((self.num_parameters,), self.alpha, device=device, dtype=dtype))
+            self.weight = nn.Parameter(torch.empty(self.num_parameters, device=device, dtype=dtype))
+            self.reset_parameters()
         elif self.num_parameters != 1:
             raise ValueError("num_parameters > 1 needs learnable=True")
+
+    def reset_parameters(self) -> None:
+        """Set every learnable slope back to ``alpha`` (as :class:`torch.nn.PReLU` to ``init``)."""
+        if self.learnable:
+            nn.init.constant_(self.weight, self.alpha)
 
     def forward(self, input: Tensor) -> Tensor:
         if self.learnable:
