@@ -88,8 +88,8 @@ def _softplus_kernel(x: Tensor, out: Tensor, s1: Tensor, s2: Tensor, s3: Tensor,
     q.neg_() if abs(beta) == 1.0 else q.mul_(-abs(beta))
     q.sigmoid_()  # q = e^{-|t|} / (1 + e^{-|t|}), in [0, 1/2]
     v = torch.sub(1.0, q, out=s2)
-    e_over_v = torch.sub(1.0, v, out=s3).sub_(q).div_(v)
-    minus_log1p_u = torch.log(v, out=s2).add_(e_over_v)  # log v + e / v = -log(1 + e^{-|t|})
+    e = torch.sub(1.0, v, out=s3).sub_(q)
+    minus_log1p_u = torch.log(v, out=s1).addcdiv_(e, v)  # log v + e / v = -log(1 + e^{-|t|})
     # max(x, 0) + l / beta (min(x, 0) for beta < 0); nan propagates through both terms
     (torch.clamp_min if beta > 0 else torch.clamp_max)(x, 0.0, out=out)
     out.sub_(minus_log1p_u, alpha=1.0 / beta) if beta != 1.0 else out.sub_(minus_log1p_u)
