@@ -350,7 +350,8 @@ def _prelu_backward_fused(grad, saved, weight, saves, need_input, need_weight):
     grad_input = torch.empty_like(grad) if need_input else None
     grad_weight = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device) if need_weight else None
     sum_dims = [d for d in range(grad.dim()) if d != 1] if weight.numel() > 1 else None
-    blocks = list(row_blocks(grad.shape))
+    # blocks help a CPU's caches; elsewhere one pass over whole tensors is best
+    blocks = list(row_blocks(grad.shape)) if grad.device.type == "cpu" else [slice(None)]
     n = max((grad[b].numel() for b in blocks), default=0)
     s1, s2 = scratch(n, [grad.dtype, grad.dtype], grad.device)
     for b in blocks:
