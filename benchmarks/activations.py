@@ -11,6 +11,8 @@ Saved bytes are counted with ``torchff.testing.saved_tensors`` (de-duplicated by
 next layer, e.g. a Linear, keeps anyway) and beyond its parameters.
 
     python benchmarks/activations.py [--rounds 7] [--threads 2] [--only softplus,prelu]
+
+(from the repository root, with torchff installed or ``PYTHONPATH=.``)
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(SHAPE, generator=gen) * 3).requires_grad_()
     grad = torch.randn(SHAPE, generator=gen)
-    print(f"torch {torch.__version__}, {a.threads} threads, float32 {SHAPE[0]}x{SHAPE[1]}, median of {a.rounds} interleaved rounds")
+    print(f"torch {torch.__version__}, {a.threads} threads, float32 {SHAPE[0]}x{SHAPE[1]}, "
+          f"{a.rounds} interleaved rounds")
     print(f"{'op':20s} {'torchff ms':>10s} {'torch ms':>9s} {'ratio':>6s} {'(fastest)':>9s}   "
           f"{'saved MiB':>9s} {'torch':>6s} {'ratio':>5s}   {'extra MiB':>9s} {'torch':>6s}")
     for name, (ours, ref, extra) in cases().items():
@@ -97,7 +100,7 @@ def main() -> None:
         params = [t for t in args if isinstance(t, torch.Tensor)]
         mib = 2.0 ** 20
         print(f"{name:20s} {ma * 1e3:10.2f} {mb * 1e3:9.2f} {ma / mb:6.2f} {fastest:9.2f}   "
-              f"{sa.total / mib:9.2f} {sb.total / mib:6.2f} {sa.total / sb.total:5.2f}   "
+              f"{sa.total / mib:9.2f} {sb.total / mib:6.2f} {sa.total / max(sb.total, 1):5.2f}   "
               f"{sa.beyond(oa, *params) / mib:9.2f} {sb.beyond(ob, *params) / mib:6.2f}")
         del oa, ob
 

@@ -64,7 +64,9 @@ def test_prelu_state_dict_both_ways(num_parameters):
 
 def test_model_state_dict_loads_into_either():
     def mlp(lib):
-        return nn.Sequential(nn.Linear(5, 4), lib.PReLU(4), nn.Linear(4, 3), lib.Softplus(), nn.Linear(3, 2), lib.ReLU())
+        return nn.Sequential(
+            nn.Linear(5, 4), lib.PReLU(4), nn.Linear(4, 3), lib.Softplus(), nn.Linear(3, 2), lib.ReLU()
+        )
 
     torch.manual_seed(0)
     ours = mlp(torchff.nn)
