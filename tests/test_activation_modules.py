@@ -176,8 +176,15 @@ def test_get_activation_other_forms():
         get_activation("relu", slope=3)
 
 
-def test_every_registered_name_builds_a_module():
-    for name in list_activations():
+ACTIVATION_NAMES = [
+    "relu", "leaky_relu", "leakyrelu", "prelu", "softplus", "sigmoid", "logistic",
+    "generalized_relu", "grelu", "abs_relu", "abs", "absolute", "binary_step", "step", "heaviside",
+]
+
+
+def test_every_activation_name_is_registered_and_builds_with_defaults():
+    assert set(ACTIVATION_NAMES) <= set(list_activations())
+    for name in ACTIVATION_NAMES:
         assert isinstance(get_activation(name), nn.Module), name
 
 
