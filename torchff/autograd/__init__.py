@@ -6,6 +6,7 @@ from torchff.autograd.rectifier import (
     LeakyReLUFunction,
     LeakyReLUInplaceFunction,
     PReLUFunction,
+    PReLUSaves,
     ReLUFunction,
     ReLUInplaceFunction,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "MaxoutFunction",
     "MaxoutLinearFunction",
     "PReLUFunction",
+    "PReLUSaves",
     "ReLUFunction",
     "ReLUInplaceFunction",
     "SigmoidFunction",
