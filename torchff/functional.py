@@ -145,6 +145,7 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
             )
     if weight.dim() > 1:
         raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.dim()}")
+    input, weight = _autocast_to_lower(input.device.type, input, weight)  # prelu is on autocast's list
     return _rect.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
 
 
