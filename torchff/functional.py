@@ -6,7 +6,6 @@ Where torch has the op, the function here has its name, signature and defaults
 
 from __future__ import annotations
 
-import math as _math
 import warnings as _warnings
 
 import torch
