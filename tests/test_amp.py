@@ -33,17 +33,6 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
-# Drop-ins known not to follow autocast yet, with the reason (reported to the integrator; delete
-# the entry when fixed so that the case runs).
-_PRELU_GAP = (
-    "torchff's PReLU calls torch._prelu_kernel, which autocast does not wrap: a bfloat16 input "
-    "with the float32 weight raises 'Found dtype Float but expected BFloat16', and a float32 input "
-    "stays float32 where torch's prelu (on autocast's lower-precision list) gives bfloat16"
-)
-_KNOWN_GAPS = {  # case-key prefix -> reason
-    "PReLU": _PRELU_GAP,
-    "GeneralizedReLU(learnable)": _PRELU_GAP,
-}
 
 
 def _run(module, lin, x, extra, device, dtype):
@@ -88,9 +77,6 @@ def _modules(key, device):
 
 
 def _compare(key, feed, device, dtype):
-    for gap, reason in _KNOWN_GAPS.items():
-        if key.startswith(gap):
-            pytest.skip(reason)
     case, ff, ref = _modules(key, device)
     lin = nn.Linear(C, C).to(device) if feed == "linear" else None
     x = first_input(device=device) * 3

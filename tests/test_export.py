@@ -109,9 +109,8 @@ def test_export_converted_resnet18():
 def _converted_net():
     torch.manual_seed(0)
     net = nn.Sequential(
-        # in-place ReLU / LeakyReLU break fullgraph compilation for now (their Functions return
-        # ``input.relu_()``, which Dynamo does not take for the dirty input): reported
-        nn.Linear(C, 16), nn.ReLU(), nn.Linear(16, 16), nn.LeakyReLU(0.1), nn.Linear(16, 16),
+        nn.Linear(C, 16), nn.ReLU(inplace=True), nn.Linear(16, 16), nn.LeakyReLU(0.1, inplace=True),
+        nn.Linear(16, 16),
         nn.Softplus(beta=2.0), nn.Linear(16, 2), nn.Sigmoid(),
     )
     return torchff.nn.convert(net)

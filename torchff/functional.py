@@ -6,7 +6,6 @@ Where torch has the op, the function here has its name, signature and defaults
 
 from __future__ import annotations
 
-import math as _math
 import warnings as _warnings
 
 import torch
@@ -60,6 +59,8 @@ def _autocast_to_lower(device_type: str, *tensors):
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""ReLU, :math:`\max\{0, x\}`; ``relu'(0) = 0``. Saves only the output."""
     if inplace:
+        if not (torch.is_grad_enabled() and input.requires_grad):
+            return torch.relu_(input)  # no graph to record: torch's op returns the very object
         return _rect.ReLUInplaceFunction.apply(input)
     return _rect.ReLUFunction.apply(input)
 
@@ -75,6 +76,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     Saves the output for a non-negative slope (0 extra bytes in a network), a bool mask otherwise.
     """
     if inplace:
+        if not (torch.is_grad_enabled() and input.requires_grad):
+            return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
         return _rect.LeakyReLUInplaceFunction.apply(input, negative_slope)
     return _rect.LeakyReLUFunction.apply(input, negative_slope)
 
@@ -100,37 +103,50 @@ def abs_relu(input: Tensor) -> Tensor:
 
     Derivative :math:`\operatorname{sgn}(x)`, 0 at 0 as ``torch.abs``. Saves an int8 sign.
     """
-    return _rect.AbsFunction.apply(input)
+    if not (torch.is_grad_enabled() and input.requires_grad):
+        return torch.abs(input)  # no graph: the sign would be computed for nothing
+    return _rect.AbsFunction.apply(input)[0]
 
 
-def _weight_is_inspectable(weight: Tensor) -> bool:
-    if torch.compiler.is_compiling():
-        return False
-    return not torch._C._functorch.is_functorch_wrapped_tensor(weight)
+def _prelu_saves(input: Tensor, weight: Tensor) -> int:
+    """The least :class:`~torchff.autograd.rectifier.PReLUFunction` needs to keep for these values."""
+    saves = _rect.PReLUSaves
+    need_input, need_weight = input.requires_grad, weight.requires_grad
+    if not torch.is_grad_enabled() or not (need_input or need_weight):
+        return saves.INPUT  # no graph: nothing is kept
+    if torch.compiler.is_compiling() or any(
+        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (input, weight)
+    ):
+        return saves.INPUT  # the slopes cannot be looked at
+    w = weight.detach()
+    if bool(((w > 0) & torch.isfinite(w)).all()):
+        return saves.OUTPUT
+    if not need_weight:
+        return saves.OUTPUT if bool((w >= 0).all()) else saves.MASK
+    return saves.INPUT
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
-    r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}`, ``weight`` of 1 or ``C`` (dim 1) elements.
+    r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}`; ``weight`` has 1 element or one per channel
+    (dim 1 of ``input``), and is 0-d or 1-d, as torch's.
 
-    With every slope positive the backward works from the output (0 extra bytes in a network);
-    otherwise it keeps the input, as torch.
+    Keeps the least the backward needs for the weight's values: the output when every slope is
+    positive (0 extra bytes in a network), a bool mask when the weight needs no gradient and
+    some slope is negative, the input otherwise (as torch).
     """
-    if weight.dim() != 1 and weight.numel() != 1:
-        raise RuntimeError(f"prelu: weight must be 1-d or have one element, got shape {tuple(weight.shape)}")
-    if weight.numel() != 1:
-        channels = input.shape[1] if input.dim() >= 2 else (input.shape[0] if input.dim() == 1 else 1)
+    if weight.numel() != 1:  # torch's checks, in torch's order
+        if input.dim() == 0:
+            raise RuntimeError("Not allow zero-dim input tensor.")
+        channels = input.shape[1] if input.dim() > 1 else 1
         if weight.numel() != channels:
             raise RuntimeError(
-                f"prelu: weight has {weight.numel()} elements but the input has {channels} channels "
-                f"(dim 1 of shape {tuple(input.shape)})"
+                "Mismatch of parameter numbers and input channel size. Found parameter numbers = "
+                f"{weight.numel()} and channel size = {channels}."
             )
-    save_output = (
-        torch.is_grad_enabled()
-        and weight.requires_grad
-        and _weight_is_inspectable(weight)
-        and bool((weight.detach() > 0).all())
-    )
-    return _rect.PReLUFunction.apply(input, weight, save_output)
+    if weight.dim() > 1:
+        raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.dim()}")
+    input, weight = _autocast_to_lower(input.device.type, input, weight)  # prelu is on autocast's list
+    return _rect.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -141,7 +157,8 @@ def sigmoid(input: Tensor) -> Tensor:
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x > \text{threshold}`.
 
-    Saves only the output (torch keeps the input).
+    Saves only the output (torch keeps the input) for thresholds of at least 17.5 (37.5 in
+    float64), which includes the default in float32/16; the input below them, as torch.
     """
     return _smooth.SoftplusFunction.apply(input, beta, threshold)
 

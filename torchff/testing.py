@@ -10,7 +10,7 @@ of its own Functions:
 * ``torch.func.vmap`` and ``torch.func.jacrev`` agreement with the eager result,
 * ``torch.compile(fullgraph=True)`` agreement (no graph break allowed),
 * the bytes saved for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``
-  and de-duplicated by storage.
+  and de-duplicated by storage, optionally against an exact expected number.
 
 Each check raises ``AssertionError`` with a message naming what disagreed; ``check``
 returns a :class:`CheckReport` with the saved-bytes numbers for further assertions.
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from torch.autograd.gradcheck import GradcheckError
 from torch.utils._pytree import tree_flatten
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "check_gradcheck",
     "check_gradgradcheck",
     "check_parity",
+    "check_saved_bytes",
     "check_vmap",
     "default_tolerances",
     "saved_tensors",
@@ -87,6 +89,9 @@ def saved_tensors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[An
     Returns ``(output, SavedTensors)``. Storages are de-duplicated: two saved views of one
     buffer count once, at the size of the whole storage (that is what stays allocated).
     Keep the output alive while you use ``beyond`` so that its storage cannot be reused.
+
+    Only tensors given to ``ctx.save_for_backward`` (and torch's own saved tensors) are seen;
+    a tensor stored as a plain ``ctx`` attribute bypasses the hooks and is not counted.
     """
     record = SavedTensors()
     seen: set[tuple] = set()
@@ -188,7 +193,11 @@ def check_gradcheck(fn: Callable, *inputs: Any, **gradcheck_kwargs: Any) -> None
     x64 = _fresh(inputs, torch.float64)
     kw = dict(eps=1e-6, atol=1e-6, rtol=1e-4, check_undefined_grad=True, check_batched_grad=False)
     kw.update(gradcheck_kwargs)
-    if not torch.autograd.gradcheck(fn, x64, **kw):  # raises on failure; the False path is defensive
+    try:
+        ok = torch.autograd.gradcheck(fn, x64, **kw)
+    except GradcheckError as e:
+        raise AssertionError(f"gradcheck: {e}") from None
+    if not ok:  # only with raise_exception=False
         raise AssertionError("gradcheck failed")
 
 
@@ -198,16 +207,24 @@ def check_gradgradcheck(fn: Callable, *inputs: Any, supported: bool = True, **kw
     if supported:
         kw = dict(eps=1e-6, atol=1e-6, rtol=1e-4)
         kw.update(kwargs)
-        if not torch.autograd.gradgradcheck(fn, x64, **kw):
+        try:
+            ok = torch.autograd.gradgradcheck(fn, x64, **kw)
+        except GradcheckError as e:
+            raise AssertionError(f"gradgradcheck: {e}") from None
+        if not ok:  # only with raise_exception=False
             raise AssertionError("gradgradcheck failed")
         return
     outs = [o for o in _float_outputs(fn(*x64)) if o.requires_grad]
     diff = [t for t in x64 if isinstance(t, torch.Tensor) and t.requires_grad]
-    gs = torch.autograd.grad([o.sum() for o in outs], diff, create_graph=True, allow_unused=True)
+    # cotangents that require grad, as gradgradcheck's: the first backward is then differentiable
+    cots = [torch.randn_like(o).requires_grad_() for o in outs]
+    gs = torch.autograd.grad(outs, diff, cots, create_graph=True, allow_unused=True)
+    connected = [g for g in gs if g is not None and g.requires_grad]
+    if not connected:
+        raise AssertionError("double backward is silently disconnected (first-order gradients do not require grad)")
     try:
-        total = sum(g.sum() for g in gs if g is not None and g.requires_grad)
-        if isinstance(total, torch.Tensor):
-            torch.autograd.grad(total, diff, allow_unused=True)
+        # backward() walks the whole graph, so it also reaches once_differentiable's error node
+        sum(g.sum() for g in connected).backward()
     except RuntimeError:
         return
     raise AssertionError("double backward was declared unsupported but ran without error")
@@ -242,26 +259,55 @@ def check_parity(
         _assert_close(f"gradient of input {i}", a, b, rtol, atol)
 
 
-def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True) -> None:
-    """``vmap`` over a new leading batch of 3 equals a Python loop; ``jacrev`` equals autograd's Jacobian.
+def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = None, jacrev: bool = True) -> None:
+    """``vmap`` over a new leading batch of 3 equals a Python loop (values, and gradients
+    through the vmapped call); ``jacrev`` equals autograd's Jacobian.
 
-    Inputs are used as one sample; the batch is made of 3 perturbed copies of the floating ones.
+    Inputs are used as one sample (in float64); the batch is made of 3 perturbed copies of the
+    floating ones, stacked at dim 0. ``in_dims`` (default: 0 for every floating input, ``None``
+    for the rest) says which inputs are batched: pass ``None`` for an input to keep it shared.
+    A failure to transform (e.g. a Function without a vmap rule) raises ``AssertionError`` too.
     """
     base = [t.detach().double() if _is_float(t) else t for t in inputs]
+    if in_dims is None or (isinstance(in_dims, int) and in_dims == 0):
+        dims = tuple(0 if _is_float(t) else None for t in base)
+    else:
+        dims = tuple(in_dims)
     gen = torch.Generator().manual_seed(1)
     batched = [
         torch.stack([t + 0.01 * k * torch.randn(t.shape, generator=gen, dtype=t.dtype) for k in range(3)])
-        if _is_float(t)
+        if d == 0
         else t
-        for t in base
+        for t, d in zip(base, dims)
     ]
-    dims = tuple(0 if _is_float(t) else None for t in base) if in_dims == 0 else in_dims
-    got = torch.func.vmap(fn, in_dims=dims)(*batched)
-    for k in range(3):
-        sample = [b[k] if d == 0 else b for b, d in zip(batched, dims)]
-        want = fn(*sample)
-        for i, (g, w) in enumerate(zip(_float_outputs(got), _float_outputs(want))):
-            _assert_close(f"vmap output {i}, sample {k}", g[k], w, 1e-10, 1e-12)
+    # once without autograd, once recording it (with the inputs' requires_grad), so that a
+    # Function is also run under vmap when a graph is recorded, and its backward through vmap
+    grads_wanted = [(i, d) for i, (t, d) in enumerate(zip(inputs, dims)) if _is_float(t) and t.requires_grad]
+    for record in (False, True):
+        leaves = [b.clone().requires_grad_(record and i in dict(grads_wanted)) if _is_float(b) else b
+                  for i, b in enumerate(batched)]
+        try:
+            got = torch.func.vmap(fn, in_dims=dims)(*leaves)
+        except RuntimeError as e:
+            raise AssertionError(f"vmap failed: {e}") from None
+        got_outs = _float_outputs(got)
+        for k in range(3):
+            sample = [b[k] if d == 0 else b for b, d in zip(leaves, dims)]
+            want = fn(*sample)
+            for i, (g, w) in enumerate(zip(got_outs, _float_outputs(want))):
+                _assert_close(f"vmap output {i}, sample {k}", g[k].detach(), w.detach(), 1e-10, 1e-12)
+        if record and grads_wanted:
+            outs = [o for o in got_outs if o.requires_grad]
+            diff = [leaves[i] for i, _ in grads_wanted]
+            cot = [torch.randn(o.shape, generator=gen, dtype=o.dtype) for o in outs]
+            got_g = torch.autograd.grad(outs, diff, cot, allow_unused=True)
+            loop_outs = [[_float_outputs(fn(*[b[k] if d == 0 else b for b, d in zip(leaves, dims)]))[j]
+                          for k in range(3)] for j in range(len(got_outs)) if got_outs[j].requires_grad]
+            want_g = torch.autograd.grad(
+                [torch.stack(o) for o in loop_outs], diff, cot, allow_unused=True
+            )
+            for (i, _), a, b in zip(grads_wanted, got_g, want_g):
+                _assert_close(f"gradient through vmap w.r.t. argument {i}", a, b, 1e-10, 1e-12)
     if not jacrev:
         return
     argnums = tuple(i for i, t in enumerate(base) if _is_float(t) and inputs[i].requires_grad)
@@ -271,7 +317,10 @@ def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True
     def first_output(*a):
         return _float_outputs(fn(*a))[0]
 
-    jac = torch.func.jacrev(first_output, argnums=argnums)(*base)
+    try:
+        jac = torch.func.jacrev(first_output, argnums=argnums)(*base)
+    except RuntimeError as e:
+        raise AssertionError(f"jacrev failed: {e}") from None
     ref_in = [t.clone().requires_grad_(i in argnums) if _is_float(t) else t for i, t in enumerate(base)]
     ref = torch.autograd.functional.jacobian(
         lambda *d: first_output(*[d[argnums.index(i)] if i in argnums else t for i, t in enumerate(ref_in)]),
@@ -282,14 +331,29 @@ def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = 0, jacrev: bool = True
 
 
 def check_compile(fn: Callable, *inputs: Any, backend: str = "aot_eager", check_grads: bool = True) -> None:
-    """``torch.compile(fn, fullgraph=True)`` gives the eager values and gradients (no graph break)."""
+    """``torch.compile(fn, fullgraph=True)`` gives the eager values and gradients.
+
+    A graph break (or any other failure to compile) raises ``AssertionError`` naming it.
+    """
     torch._dynamo.reset()
-    compiled = torch.compile(fn, fullgraph=True, backend=backend)
+    graph = torch.compile(fn, fullgraph=True, backend=backend)
+
+    def compiled(*args):
+        try:
+            return graph(*args)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            raise AssertionError(f"torch.compile(fullgraph=True, backend={backend!r}) failed: {e}") from None
+
     dtype = next((t.dtype for t in inputs if _is_float(t)), torch.float32)
     rtol, atol = default_tolerances(dtype)
     if backend == "inductor":  # inductor may reorder floating point arithmetic
         rtol, atol = 10 * rtol, 10 * atol
-    check_parity(compiled, fn, *inputs, rtol=rtol, atol=atol, check_grads=check_grads)
+    try:
+        check_parity(compiled, fn, *inputs, rtol=rtol, atol=atol, check_grads=check_grads)
+    except AssertionError as e:
+        raise AssertionError(f"compiled ({backend}) vs eager: {e}") from None
+    finally:
+        torch._dynamo.reset()
 
 
 # --------------------------------------------------------------------------------------
@@ -297,19 +361,53 @@ def check_compile(fn: Callable, *inputs: Any, backend: str = "aot_eager", check_
 # --------------------------------------------------------------------------------------
 @dataclass
 class CheckReport:
-    """What :func:`check` ran and the saved-for-backward bytes it measured."""
+    """What :func:`check` ran and what it measured.
+
+    ``saved`` is what ``fn`` saved for backward on fresh copies of the inputs (``inputs``),
+    with its ``outputs`` kept alive so that ``saved.beyond(...)`` can be asked about them;
+    ``reference_saved`` is the same for the reference (``None`` without one).
+    """
 
     checks: list[str]
     saved: SavedTensors
     reference_saved: SavedTensors | None
+    inputs: list[Any] = field(default_factory=list, repr=False)
+    outputs: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     @property
     def saved_bytes(self) -> int:
         return self.saved.total
 
     @property
+    def saved_bytes_beyond_outputs(self) -> int:
+        """Bytes saved that are not the outputs' storage (which the next layer keeps anyway)."""
+        return self.saved.beyond(*self.outputs)
+
+    @property
     def reference_saved_bytes(self) -> int | None:
         return None if self.reference_saved is None else self.reference_saved.total
+
+
+def check_saved_bytes(
+    fn: Callable,
+    *inputs: Any,
+    expected: int | None = None,
+    expected_beyond_outputs: int | None = None,
+) -> tuple[SavedTensors, list[torch.Tensor]]:
+    """Assert what ``fn(*inputs)`` saves for backward (de-duplicated by storage), in bytes.
+
+    ``expected`` is the total; ``expected_beyond_outputs`` leaves out the outputs' storage.
+    Returns ``(SavedTensors, outputs)``.
+    """
+    out, saved = saved_tensors(fn, *inputs)
+    outs = _float_outputs(out)
+    for what, want, got in (
+        ("saved", expected, saved.total),
+        ("saved beyond the outputs", expected_beyond_outputs, saved.beyond(*outs)),
+    ):
+        if want is not None and got != want:
+            raise AssertionError(f"{what} {got} bytes for backward, expected {want}: {saved!r}")
+    return saved, outs
 
 
 def check(
@@ -325,6 +423,8 @@ def check(
     rtol: float | None = None,
     atol: float | None = None,
     gradcheck_kwargs: dict | None = None,
+    saved_bytes: int | None = None,
+    saved_bytes_beyond_outputs: int | None = None,
 ) -> CheckReport:
     """Run every check on ``fn(*inputs)``; raise ``AssertionError`` on the first failure.
 
@@ -336,6 +436,9 @@ def check(
         gradgrad: ``True`` to run gradgradcheck, ``False`` to assert double backward raises,
             ``None`` to skip.
         compile_backend: ``"aot_eager"`` (fast, checks tracing through autograd) or ``"inductor"``.
+        saved_bytes: if given, the exact number of bytes ``fn`` must save for backward (on
+            ``inputs`` as given: their dtype and shape), de-duplicated by storage.
+        saved_bytes_beyond_outputs: the same, not counting the outputs' own storage.
     """
     ran: list[str] = []
     if gradcheck:
@@ -353,9 +456,14 @@ def check(
     if compile:
         check_compile(fn, *inputs, backend=compile_backend)
         ran.append(f"compile[{compile_backend}]")
-    _, saved = saved_tensors(fn, *_fresh(inputs))
+    fresh = _fresh(inputs)
+    saved, outs = check_saved_bytes(
+        fn, *fresh, expected=saved_bytes, expected_beyond_outputs=saved_bytes_beyond_outputs
+    )
+    if saved_bytes is not None or saved_bytes_beyond_outputs is not None:
+        ran.append("saved-bytes")
     ref_saved = saved_tensors(reference, *_fresh(inputs))[1] if reference is not None else None
-    return CheckReport(ran, saved, ref_saved)
+    return CheckReport(ran, saved, ref_saved, fresh, outs)
 
 
 def all_finite(*tensors: torch.Tensor) -> bool:

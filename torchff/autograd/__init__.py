@@ -6,6 +6,7 @@ from torchff.autograd.rectifier import (
     LeakyReLUFunction,
     LeakyReLUInplaceFunction,
     PReLUFunction,
+    PReLUSaves,
     ReLUFunction,
     ReLUInplaceFunction,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "MaxoutFunction",
     "MaxoutLinearFunction",
     "PReLUFunction",
+    "PReLUSaves",
     "ReLUFunction",
     "ReLUInplaceFunction",
     "SigmoidFunction",

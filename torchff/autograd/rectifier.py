@@ -4,11 +4,16 @@ ReLU (alpha = 0), leaky ReLU (small alpha > 0), absolute value rectification
 (alpha = -1) and PReLU (alpha learnable, one value or one per channel along dim 1).
 
 Conventions at the kink z = 0 follow torch: ReLU'(0) = 0, leaky/generalized'(0) = alpha,
-PReLU'(0) = alpha, |z|'(0) = sgn(0) = 0, and d h / d alpha at 0 is 0.
+PReLU'(0) = alpha, |z|'(0) = sgn(0) = 0, and d h / d alpha at 0 is 0. At z = nan they follow
+torch too: ReLU passes the gradient (its backward tests ``out <= 0``), the leaky family and
+PReLU use the slope ``alpha`` (``z > 0`` is false), |z| gives 0 (``sign(nan) = 0``).
 
-Each backward has two paths: a fused one (torch's own ``*_backward`` kernels, or in-place
-arithmetic on fresh buffers) used for ordinary backward, and an out-of-place differentiable
-formula used when ``torch.is_grad_enabled()`` (double backward, ``create_graph=True``).
+Backwards use torch's fused kernels where one exists (``threshold_backward``,
+``leaky_relu_backward``: both differentiable, so they serve double backward too). Where a
+forward or backward chains several kernels, plain eager mode runs the chain on one fresh
+output (then in place) or block by block on cached scratch buffers
+(:mod:`torchff.autograd._blockwise`); ``torch.compile``, ``torch.func`` and double backward
+get out-of-place formulas.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from torchff.autograd._blockwise import as_float, blockwise, fused_ok, row_blocks, scratch, times_small
+
 __all__ = [
     "ReLUFunction",
     "ReLUInplaceFunction",
@@ -24,22 +31,56 @@ __all__ = [
     "LeakyReLUInplaceFunction",
     "AbsFunction",
     "PReLUFunction",
+    "PReLUSaves",
 ]
 
 _aten = torch.ops.aten
 
 
-def _relu_grad(grad: Tensor, out: Tensor) -> Tensor:
-    if torch.is_grad_enabled():
-        return grad * (out > 0)
-    return _aten.threshold_backward(grad, out, 0)
+# --------------------------------------------------------------------------------------
+# 1-byte-per-element helpers
+# --------------------------------------------------------------------------------------
+def _abs_and_sign(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``|x|`` and ``sign(x)`` (-1, 0, 1; 0 for nan) as int8, reading ``x`` once."""
+    if not fused_ok(x):
+        return torch.abs(x), torch.sign(x).to(torch.int8)
+
+    def kernel(x, out, s8, s):  # the float sign stays in a cached block; only int8 is written out
+        torch.abs(x, out=out)
+        s8.copy_(torch.sign(x, out=s))
+
+    out, s8 = blockwise(kernel, [x], [x.dtype, torch.int8], [x.dtype])
+    return out, s8
 
 
+def _positive_mask(x: Tensor) -> Tensor:
+    """``x > 0`` as bool (false for nan)."""
+    if not fused_ok(x):
+        return x > 0
+
+    def kernel(x, mask, s):  # compare into a cached float block, then narrow: faster than a bool compare
+        mask.copy_(torch.gt(x, 0, out=s))
+
+    return blockwise(kernel, [x], [torch.bool], [x.dtype])[0]
+
+
+def _leaky_grad_from_mask(grad: Tensor, positive: Tensor, alpha: float) -> Tensor:
+    """``grad * (1 if positive else alpha)`` for a bool mask ``positive``."""
+    if not fused_ok(grad, positive):
+        return _aten.leaky_relu_backward(grad, positive.to(grad.dtype), alpha, False)
+    carrier = as_float(positive, grad.dtype)  # 1.0 where positive: the sign leaky_relu_backward reads
+    return _aten.leaky_relu_backward.grad_input(grad, carrier, alpha, False, grad_input=carrier)
+
+
+# --------------------------------------------------------------------------------------
+# ReLU
+# --------------------------------------------------------------------------------------
 class ReLUFunction(Function):
     r"""ReLU, :math:`g(z) = \max\{0, z\}`.
 
-    Backward: :math:`\partial g / \partial z = 1[z > 0]`, so ``g'(0) = 0`` (torch's convention).
-    Computed from the output (``out > 0`` exactly when ``z > 0``).
+    Backward: :math:`\partial g / \partial z = 1[z > 0]`, so ``g'(0) = 0`` (torch's convention),
+    computed from the output with torch's ``threshold_backward`` (``out > 0`` exactly when
+    ``z > 0``; ``nan`` passes the gradient, as torch).
 
     Saved for backward: the output, which the next layer keeps anyway, so 0 extra bytes per
     element in a network (4 for float32 when counted alone, as torch's ``relu``).
@@ -58,19 +99,22 @@ class ReLUFunction(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (out,) = ctx.saved_tensors
-        return _relu_grad(grad, out)
+        return _aten.threshold_backward(grad, out, 0)
 
 
 class ReLUInplaceFunction(Function):
-    r"""In-place ReLU (``inplace=True``): overwrites its input with :math:`\max\{0, z\}`.
+    r"""In-place ReLU (``inplace=True``): overwrites its input with :math:`\max\{0, z\}` and
+    returns it.
 
-    Same derivative and saved tensor (the output, which now *is* the input's buffer: 0 extra
-    bytes) as :class:`ReLUFunction`. Not usable under ``torch.func.vmap``, as torch's ``relu_``.
+    Same derivative as :class:`ReLUFunction`; saves the output, which is the input's own
+    buffer: 0 extra bytes. As torch's ``relu_``, it raises on a leaf that requires grad and
+    works under ``torch.func.vmap`` and ``torch.compile``.
     """
 
     @staticmethod
     def forward(input: Tensor) -> Tensor:
-        return input.relu_()
+        input.relu_()
+        return input
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -80,15 +124,21 @@ class ReLUInplaceFunction(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (out,) = ctx.saved_tensors
-        return _relu_grad(grad, out)
+        return _aten.threshold_backward(grad, out, 0)
+
+    @staticmethod
+    def vmap(info, in_dims, input):
+        return ReLUInplaceFunction.apply(input), in_dims[0]
 
 
-def _leaky_grad_from_sign_carrier(grad: Tensor, carrier: Tensor, alpha: float, is_result: bool) -> Tensor:
-    """``grad * (1 if carrier > 0 else alpha)``; ``carrier`` has the sign of the input."""
-    if torch.is_grad_enabled():
-        pos = carrier > 0
-        return grad * pos + grad * (~pos) * alpha
-    return _aten.leaky_relu_backward(grad, carrier, alpha, is_result)
+# --------------------------------------------------------------------------------------
+# leaky ReLU / generalized ReLU with a fixed slope
+# --------------------------------------------------------------------------------------
+_NEGATIVE_SLOPE_INPLACE = (
+    "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. "
+    "This is caused by calling in-place forward function with a negative slope, please call out-of-place "
+    "version instead."
+)
 
 
 class LeakyReLUFunction(Function):
@@ -99,13 +149,15 @@ class LeakyReLUFunction(Function):
     kink convention).
 
     Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
-    :math:`z \le 0` (torch's ``leaky_relu`` convention at 0).
+    :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention).
 
-    Saved for backward:
+    Saved for backward, the least the derivative needs:
 
-    * :math:`\alpha \ge 0`: the output (its sign is the input's): 0 extra bytes per element in
-      a network, where torch's ``leaky_relu`` keeps its input (4 bytes for float32);
-    * :math:`\alpha < 0`: a bool mask ``z > 0``, 1 byte per element.
+    * :math:`\alpha \ge 0`: the output, whose sign is the input's (``out > 0`` exactly when
+      ``z > 0``): 0 extra bytes per element in a network, where torch's ``leaky_relu`` keeps
+      its input (4 bytes for float32);
+    * :math:`\alpha < 0`: the output is positive on both sides, so one bit is needed: a bool
+      mask ``z > 0``, 1 byte per element.
     """
 
     generate_vmap_rule = True
@@ -118,87 +170,112 @@ class LeakyReLUFunction(Function):
     def setup_context(ctx, inputs, output):
         input, alpha = inputs
         ctx.alpha = float(alpha)
-        if ctx.alpha >= 0:
-            ctx.save_for_backward(output)
-        else:
-            ctx.save_for_backward(input > 0)
+        ctx.from_output = not ctx.alpha < 0
+        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
+            ctx.save_for_backward(output if ctx.from_output else _positive_mask(input))
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (saved,) = ctx.saved_tensors
-        if saved.dtype == torch.bool:  # alpha < 0: the mask, as 1.0 / 0.0 in grad's dtype
-            return _leaky_grad_from_sign_carrier(grad, saved.to(grad.dtype), ctx.alpha, False), None
-        return _leaky_grad_from_sign_carrier(grad, saved, ctx.alpha, True), None
+        if ctx.from_output:
+            return _aten.leaky_relu_backward(grad, saved, ctx.alpha, True), None
+        return _leaky_grad_from_mask(grad, saved, ctx.alpha), None
 
 
 class LeakyReLUInplaceFunction(Function):
-    r"""In-place :class:`LeakyReLUFunction` (``inplace=True``), for :math:`\alpha \ge 0` only.
+    r"""In-place :class:`LeakyReLUFunction` (``inplace=True``): overwrites and returns its input.
 
-    Saves the output, which is the input's own buffer: 0 extra bytes per element. A negative
-    slope cannot be undone from the output, so it raises, as torch's in-place leaky ReLU does.
+    Saves the output, which is the input's own buffer: 0 extra bytes per element. As torch's
+    ``leaky_relu_``, a negative slope is allowed in the forward (and without autograd), but
+    its backward raises: the input's sign cannot be recovered from the output.
     """
 
     @staticmethod
     def forward(input: Tensor, negative_slope: float) -> Tensor:
-        if negative_slope < 0:
-            raise RuntimeError(
-                "in-place leaky_relu with a negative slope is not supported; use inplace=False"
-            )
-        return torch.nn.functional.leaky_relu_(input, negative_slope)
+        torch.nn.functional.leaky_relu_(input, negative_slope)
+        return input
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.alpha = float(inputs[1])
         ctx.mark_dirty(inputs[0])
-        ctx.save_for_backward(output)
+        if not ctx.alpha < 0:
+            ctx.save_for_backward(output)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        if ctx.alpha < 0:
+            raise RuntimeError(_NEGATIVE_SLOPE_INPLACE)
         (out,) = ctx.saved_tensors
-        return _leaky_grad_from_sign_carrier(grad, out, ctx.alpha, True), None
+        return _aten.leaky_relu_backward(grad, out, ctx.alpha, True), None
+
+    @staticmethod
+    def vmap(info, in_dims, input, negative_slope):
+        return LeakyReLUInplaceFunction.apply(input, negative_slope), in_dims[0]
 
 
+# --------------------------------------------------------------------------------------
+# absolute value rectification
+# --------------------------------------------------------------------------------------
 class AbsFunction(Function):
     r"""Absolute value rectification, :math:`g(z) = |z| = \max\{0, z\} - \min\{0, z\}`.
 
     Backward: :math:`\partial g / \partial z = \operatorname{sgn}(z) \in \{-1, 0, 1\}`, so
     ``g'(0) = 0`` and ``g'(nan) = 0``, exactly as ``torch.abs``.
 
-    Saved for backward: the sign as ``int8``, 1 byte per element (torch's ``abs`` keeps its
-    input: 4 bytes for float32).
+    Returns ``(|z|, sgn(z))``: the forward computes the sign with the value, in one pass over
+    the input, as a non-differentiable int8 tensor (:func:`torchff.functional.abs_relu`
+    returns the value only). Saved for backward: that sign, 1 byte per element (torch's
+    ``abs`` keeps its input: 4 bytes for float32). The output cannot replace it: it is
+    non-negative.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor) -> Tensor:
-        return torch.abs(input)
+    def forward(input: Tensor) -> tuple[Tensor, Tensor]:
+        return _abs_and_sign(input)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(torch.sign(inputs[0]).to(torch.int8))
+        sign = output[1]
+        ctx.mark_non_differentiable(sign)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the sign output
+        ctx.save_for_backward(sign)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor | None, _grad_sign: Tensor | None = None):
+        if grad is None:
+            return None
         (sign,) = ctx.saved_tensors
-        return grad * sign
+        return times_small(grad, sign)
+
+
+# --------------------------------------------------------------------------------------
+# PReLU
+# --------------------------------------------------------------------------------------
+class PReLUSaves:
+    """What :class:`PReLUFunction` keeps for backward (its ``saves`` argument)."""
+
+    INPUT = 0  #: the input, as torch: always valid
+    OUTPUT = 1  #: the output: every slope positive and finite
+    MASK = 2  #: a bool mask ``z > 0``: the weight's gradient is not needed
 
 
 def _channel_view(weight: Tensor, input: Tensor) -> Tensor:
-    """PReLU weight shaped to broadcast along dim 1 (or scalar)."""
+    """PReLU weight shaped to broadcast along dim 1 (or a 0-d tensor for one weight)."""
     if weight.numel() == 1:
         return weight.reshape(())
     shape = [1] * input.dim()
-    shape[1 if input.dim() >= 2 else 0] = weight.numel()
+    shape[1] = weight.numel()
     return weight.reshape(shape)
 
 
 def _reduce_to_weight(t: Tensor, weight: Tensor) -> Tensor:
-    """Sum ``t`` over every dim but the channel dim (or over all for one weight)."""
+    """Sum ``t`` over every dim but dim 1 (or over all for one weight), shaped as ``weight``."""
     if weight.numel() == 1:
         return t.sum().reshape(weight.shape)
-    cdim = 1 if t.dim() >= 2 else 0
-    dims = [d for d in range(t.dim()) if d != cdim]
+    dims = [d for d in range(t.dim()) if d != 1]
     return (t.sum(dims) if dims else t).reshape(weight.shape)
 
 
@@ -206,59 +283,105 @@ class PReLUFunction(Function):
     r"""PReLU, :math:`h = \max\{0, z\} + a_c \min\{0, z\}` with learnable slope(s) :math:`a`.
 
     ``weight`` has one element (shared) or ``C`` elements, one per channel along dim 1 of the
-    input (dim 0 for a 1-d input), exactly torch's ``prelu`` layout.
+    input, exactly torch's ``prelu`` layout.
 
     Backward:
 
-    * :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`a_c` for :math:`z \le 0`;
+    * :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`a_c` for :math:`z \le 0`
+      and for nan (torch's convention);
     * :math:`\partial L / \partial a_c = \sum g \cdot \min\{0, z\}` over the channel's elements.
 
-    Saved for backward (the least for each weight value):
+    Saved for backward (``saves``, a :class:`PReLUSaves` value that
+    :func:`torchff.functional.prelu` picks as the least for the weight's values and for which
+    gradients are needed), besides the weight:
 
-    * every :math:`a_c > 0` (``save_output=True``, what :func:`torchff.functional.prelu` picks
-      when it may look at the weight): the output and the weight. The sign of the output is the
-      input's and :math:`\min\{0, z\} = \min\{0, h\} / a_c`, so 0 extra bytes per element in a
-      network, where torch's ``prelu`` keeps its input (4 bytes for float32);
-    * otherwise (some :math:`a_c \le 0`, or inside ``torch.compile`` / ``vmap`` where the weight
-      cannot be inspected): the input and the weight, as torch (4 bytes per float32 element).
+    * ``OUTPUT``, every :math:`a_c > 0` (and finite): the sign of the output is the input's and
+      :math:`\min\{0, z\} = \min\{0, h\} / a_c` (up to rounding; fewer bits where
+      :math:`a_c z` underflows to a subnormal), so 0 extra bytes per element in a network,
+      where torch's ``prelu`` keeps its input (4 bytes for float32);
+    * ``MASK``, the weight needs no gradient and some :math:`a_c < 0`: only
+      :math:`\partial h / \partial z` is needed, which is one bit, so a bool mask (1 byte per
+      element). With every :math:`a_c \ge 0` and no weight gradient, ``OUTPUT`` is used
+      (``out > 0`` exactly when ``z > 0``);
+    * ``INPUT`` otherwise (a weight gradient with some :math:`a_c \le 0`: ``a_c = 0`` erases
+      :math:`\min\{0, z\}` from the output, and a negative slope makes the output positive on
+      both sides, so output plus a mask would be 5 bytes, more than torch's 4), and inside
+      ``torch.compile`` / ``torch.func`` where the weight cannot be inspected: the input, as
+      torch (4 bytes per float32 element).
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor, weight: Tensor, save_output: bool) -> Tensor:
+    def forward(input: Tensor, weight: Tensor, saves: int = PReLUSaves.INPUT) -> Tensor:
         return torch._prelu_kernel(input, _channel_view(weight, input))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, weight, save_output = inputs
-        ctx.from_output = bool(save_output)
-        ctx.save_for_backward(output if ctx.from_output else input, weight)
+        input, weight = inputs[:2]
+        saves = inputs[2] if len(inputs) > 2 else PReLUSaves.INPUT
+        if saves == PReLUSaves.MASK and ctx.needs_input_grad[1]:
+            saves = PReLUSaves.INPUT  # a mask cannot give the weight's gradient
+        ctx.saves = saves
+        if any(ctx.needs_input_grad[:2]):  # (setup_context also runs when no graph is recorded)
+            carrier = {PReLUSaves.INPUT: input, PReLUSaves.OUTPUT: output}.get(saves)
+            ctx.save_for_backward(_positive_mask(input) if carrier is None else carrier, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved, weight = ctx.saved_tensors
-        w = _channel_view(weight, saved)
-        grad_input = grad_weight = None
-        if torch.is_grad_enabled():  # double backward: plain differentiable formulas
-            pos = saved > 0
-            neg = torch.clamp_max(saved, 0)
-            if ctx.needs_input_grad[0]:
-                grad_input = grad * pos + grad * (~pos) * w
-            if ctx.needs_input_grad[1]:
-                z_neg = neg / w if ctx.from_output else neg
-                grad_weight = _reduce_to_weight(grad * z_neg, weight)
-            return grad_input, grad_weight, None
-        if ctx.needs_input_grad[0]:
-            if weight.numel() == 1 and not torch.compiler.is_compiling():
-                grad_input = _aten.leaky_relu_backward(grad, saved, float(weight), ctx.from_output)
+        need_input, need_weight = ctx.needs_input_grad[:2]
+        # lerp-free exact select below needs finite slopes; anything else takes the formulas
+        if not fused_ok(grad, saved, weight) or not bool(torch.isfinite(weight).all()):
+            grads = _prelu_backward_plain(grad, saved, weight, ctx.saves, need_input, need_weight)
+        else:
+            grads = _prelu_backward_fused(grad, saved, weight, ctx.saves, need_input, need_weight)
+        return (*grads, None)
+
+
+def _prelu_backward_fused(grad, saved, weight, saves, need_input, need_weight):
+    """Eager path: blocks of whole rows (dim 0), so that the channel dim 1 stays intact and the
+    temporaries stay in cache; one fresh tensor (the input's gradient)."""
+    shape = grad.shape
+    if grad.dim() == 0:
+        grad, saved = grad.reshape(1), saved.reshape(1)
+    w = _channel_view(weight, grad).to(grad.dtype)
+    scalar_slope = float(weight) if weight.numel() == 1 and weight.device.type == "cpu" else None
+    grad_input = torch.empty_like(grad) if need_input else None
+    grad_weight = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device) if need_weight else None
+    sum_dims = [d for d in range(grad.dim()) if d != 1] if weight.numel() > 1 else None
+    # blocks help a CPU's caches; elsewhere one pass over whole tensors is best
+    blocks = list(row_blocks(grad.shape)) if grad.device.type == "cpu" else [slice(None)]
+    n = max((grad[b].numel() for b in blocks), default=0)
+    s1, s2 = scratch(n, [grad.dtype, grad.dtype], grad.device)
+    for b in blocks:
+        g, z = grad[b], saved[b]
+        t1, t2 = s1[: g.numel()].view(g.shape), s2[: g.numel()].view(g.shape)
+        if need_input:
+            positive = t1.copy_(z) if z.dtype == torch.bool else torch.gt(z, 0, out=t1)  # 1.0 / 0.0
+            if scalar_slope is not None:  # z > 0 exactly where positive > 0
+                _aten.leaky_relu_backward.grad_input(g, positive, scalar_slope, False, grad_input=grad_input[b])
             else:
-                # grad * (w + (1 - w) * [z > 0]) on one fresh buffer
-                factor = (saved > 0).to(grad.dtype)
-                grad_input = factor.mul_(1 - w).add_(w).mul_(grad)
-        if ctx.needs_input_grad[1]:
-            neg = torch.clamp_max(saved, 0).mul_(grad)
-            grad_weight = _reduce_to_weight(neg, weight)
-            if ctx.from_output:
-                grad_weight = grad_weight.div_(weight)
-        return grad_input, grad_weight, None
+                # positive + (1 - positive) * a is exactly 1 or a (one term is 0), then times g
+                slope = torch.sub(1.0, positive, out=t2).mul_(w)
+                torch.mul(slope.add_(positive), g, out=grad_input[b])
+        if need_weight:
+            neg = torch.clamp_max(z, 0, out=t1).mul_(g)  # min(0, z) g, or min(0, h) g = a min(0, z) g
+            grad_weight += (neg.sum(sum_dims) if sum_dims else neg.sum()).reshape(weight.shape)
+    if need_weight and saves == PReLUSaves.OUTPUT:
+        grad_weight = grad_weight.div_(weight)
+    return (grad_input.reshape(shape) if need_input else None), grad_weight
+
+
+def _prelu_backward_plain(grad, saved, weight, saves, need_input, need_weight):
+    """Out-of-place, differentiable formulas (double backward, torch.func, torch.compile)."""
+    w = _channel_view(weight, grad)
+    positive = saved if saved.dtype == torch.bool else saved > 0
+    grad_input = torch.where(positive, grad, grad * w) if need_input else None
+    grad_weight = None
+    if need_weight:
+        z_neg = torch.clamp_max(saved, 0)
+        if saves == PReLUSaves.OUTPUT:
+            z_neg = z_neg / w
+        grad_weight = _reduce_to_weight(grad * z_neg, weight)
+    return grad_input, grad_weight

@@ -58,7 +58,8 @@ class PReLU(nn.PReLU):
     r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}` with learnable ``weight`` (1 or ``num_parameters``
     slopes, along dim 1). Drop-in for :class:`torch.nn.PReLU` (same ``weight`` parameter).
 
-    Saves the output while every slope is positive (the input otherwise).
+    Saves the output while every slope is positive, a bool mask when the weight is frozen and
+    some slope is negative, the input otherwise (as torch).
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -67,9 +68,11 @@ class PReLU(nn.PReLU):
 
 @register_activation("softplus")
 class Softplus(nn.Softplus):
-    r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`. Drop-in for :class:`torch.nn.Softplus`.
+    r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x >`
+    ``threshold``. Drop-in for :class:`torch.nn.Softplus`.
 
-    Saves only the output.
+    Saves only the output for thresholds of at least 17.5 (37.5 in float64; torch's default 20
+    qualifies in float32/16), the input below them (as torch).
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -108,9 +111,15 @@ class GeneralizedReLU(nn.Module):
         self.learnable = bool(learnable)
         self.num_parameters = int(num_parameters)
         if self.learnable:
-            self.weight = nn.Parameter(torch.full((self.num_parameters,), self.alpha, device=device, dtype=dtype))
+            self.weight = nn.Parameter(torch.empty(self.num_parameters, device=device, dtype=dtype))
+            self.reset_parameters()
         elif self.num_parameters != 1:
             raise ValueError("num_parameters > 1 needs learnable=True")
+
+    def reset_parameters(self) -> None:
+        """Set every learnable slope back to ``alpha`` (as :class:`torch.nn.PReLU` to ``init``)."""
+        if self.learnable:
+            nn.init.constant_(self.weight, self.alpha)
 
     def forward(self, input: Tensor) -> Tensor:
         if self.learnable:
@@ -129,6 +138,11 @@ class AbsReLU(nn.Module):
     r"""Absolute value rectification, :math:`|x|`; derivative :math:`\operatorname{sgn}(x)` (0 at 0).
 
     Saves an int8 sign (1 byte per element).
+
+    Example::
+
+        >>> AbsReLU()(torch.tensor([-2.0, 0.0, 3.0]))
+        tensor([2., 0., 3.])
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -142,6 +156,8 @@ class BinaryStep(nn.Module):
     Args:
         ste: pass the gradient where :math:`|x| \le 1` (straight-through) instead of the true
             zero gradient.
+
+    nan propagates (``torch.heaviside`` maps it to 0). Saves nothing, or a 1-byte mask with ``ste``.
     """
 
     def __init__(self, ste: bool = False) -> None:

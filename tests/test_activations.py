@@ -1,0 +1,362 @@
+"""The activation Functions against torch and against the math.
+
+Every case of ``_activation_cases.CASES`` goes through the public harness
+(:func:`torchff.testing.check`: gradcheck, gradgradcheck, parity, vmap/jacrev, compile,
+saved bytes), then through explicit kink values, special values in every float dtype, and
+unusual shapes. Softplus' numerics, in-place semantics and modules have their own files.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from _activation_cases import CASE_IDS, CASES, INF, NAN, SPECIALS, away_from_kinks, step_ste_reference
+
+import torchff.functional as F
+from torchff.testing import check, check_parity, default_tolerances, saved_tensors
+
+DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+
+
+# --------------------------------------------------------------------------------------
+# the harness, per case: gradcheck, gradgradcheck, parity, vmap/jacrev, compile, saved bytes
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_check(case):
+    x = away_from_kinks((4, 5), case).requires_grad_()
+    args = case.args(x)
+    w_bytes = 0 if case.weight is None else case.weight.numel() * 8
+    report = check(
+        case.ours,
+        *args,
+        reference=case.ref,
+        gradcheck=case.gradcheck,
+        saved_bytes=case.saved_per_elem * x.numel() + w_bytes,
+    )
+    # what is kept beyond the output (and the weight, which the module keeps anyway)
+    assert report.saved.beyond(*report.outputs, *report.inputs[1:]) == case.extra_per_elem * x.numel()
+    # never more than torch keeps
+    assert report.saved_bytes <= report.reference_saved_bytes
+
+
+# --------------------------------------------------------------------------------------
+# kinks: the derivative there is a convention, so test the numbers, not only parity
+# --------------------------------------------------------------------------------------
+def _grad(fn, x, *rest):
+    x = x.clone().requires_grad_()
+    rest = [r.clone().requires_grad_() if isinstance(r, torch.Tensor) else r for r in rest]
+    out = fn(x, *rest)
+    grads = torch.autograd.grad(out.sum(), [x, *[r for r in rest if isinstance(r, torch.Tensor)]])
+    return out.detach(), grads
+
+
+Z = torch.tensor([-0.0, 0.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "fn, slope",
+    [
+        (F.relu, 0.0),
+        (F.leaky_relu, 0.01),
+        (lambda x: F.leaky_relu(x, 0.3), 0.3),
+        (lambda x: F.leaky_relu(x, -0.5), -0.5),
+        (lambda x: F.generalized_relu(x, 0.1), 0.1),
+        (lambda x: F.generalized_relu(x, -1.0), -1.0),  # the leaky convention: h'(0) = alpha
+    ],
+)
+def test_rectifier_kink_derivative_is_the_slope(fn, slope):
+    out, (g,) = _grad(fn, Z)
+    assert torch.equal(out, torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(g, torch.full((2,), slope, dtype=torch.float64))
+
+
+def test_abs_kink_derivative_is_zero():
+    out, (g,) = _grad(F.abs_relu, torch.tensor([-0.0, 0.0, -2.0, 3.0], dtype=torch.float64))
+    assert torch.equal(out, torch.tensor([0.0, 0.0, 2.0, 3.0], dtype=torch.float64))
+    assert torch.equal(g, torch.tensor([0.0, 0.0, -1.0, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("w", [[0.25], [0.25, -0.5]], ids=["scalar", "per-channel"])
+def test_prelu_kink(w):
+    w = torch.tensor(w, dtype=torch.float64)
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    x[0] = -0.0
+    out, (gx, gw) = _grad(F.prelu, x, w)
+    assert torch.equal(out, torch.zeros(3, 2, dtype=torch.float64))
+    assert torch.equal(gx, w.expand(3, 2) if w.numel() == 2 else torch.full((3, 2), 0.25, dtype=torch.float64))
+    assert torch.equal(gw, torch.zeros_like(w))  # d h / d a = min(0, z) = 0 at the kink
+
+
+def test_binary_step_kink_and_gradients():
+    x = torch.tensor([-1.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1.0, 1.5], dtype=torch.float64)
+    out, (g,) = _grad(F.binary_step, x)
+    assert torch.equal(out, torch.tensor([0, 0, 0, 1, 1, 1, 1, 1], dtype=torch.float64))
+    assert torch.equal(g, torch.zeros_like(x))  # the true derivative, also at the jump
+    out_ste, (g_ste,) = _grad(lambda t: F.binary_step(t, ste=True), x)
+    assert torch.equal(out_ste, out)
+    assert torch.equal(g_ste, torch.tensor([0, 1, 1, 1, 1, 1, 1, 0], dtype=torch.float64))  # |x| <= 1
+
+
+def test_binary_step_nan_propagates():
+    x = torch.tensor([NAN, INF, -INF])
+    out, (g,) = _grad(F.binary_step, x)
+    assert out[0].isnan() and out[1] == 1 and out[2] == 0
+    assert torch.equal(g, torch.zeros(3))
+    _, (g_ste,) = _grad(lambda t: F.binary_step(t, ste=True), x)
+    assert torch.equal(g_ste, torch.zeros(3))  # |nan| <= 1 is false, as clamp's gradient
+
+
+@pytest.mark.parametrize("beta, threshold", [(1.0, 20.0), (2.0, 5.0), (-1.0, 20.0), (1.0, 30.0), (0.5, 17.5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_softplus_threshold_switch(beta, threshold, dtype):
+    """Linear (value x, derivative exactly 1) strictly above the threshold, softplus at it."""
+    at = torch.tensor([threshold / beta], dtype=dtype)  # beta * at == threshold exactly here
+    above = torch.nextafter(at, torch.tensor(INF if beta > 0 else -INF, dtype=dtype))
+    x = torch.cat([at, above])
+    assert (x * beta).tolist()[0] == threshold and (x * beta).tolist()[1] > threshold
+    out, (g,) = _grad(lambda a: F.softplus(a, beta, threshold), x)
+    assert out[1] == x[1] and g[1] == 1.0
+    if dtype == torch.float64:  # in float32, log(1 + e^t) / beta rounds to x there
+        assert out[0] != x[0]  # log(1 + e^t) / beta, not x, at the threshold itself
+    torch.testing.assert_close(out, TF.softplus(x, beta, threshold), rtol=2 * torch.finfo(dtype).eps, atol=0)
+    _, (g_ref,) = _grad(lambda a: TF.softplus(a, beta, threshold), x)
+    torch.testing.assert_close(g, g_ref, rtol=2 * torch.finfo(dtype).eps, atol=0)
+
+
+# --------------------------------------------------------------------------------------
+# special values (nan, +-inf, +-0, 1e4, tails) in every float dtype: values and gradients
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_special_values(case, dtype):
+    vals = torch.tensor(SPECIALS, dtype=torch.float64)
+    for v in case.differs_at:
+        vals = vals[~(vals.isnan() if v != v else vals == v)]
+    if case.torch_overflows_above is not None:  # see test_softplus_where_torch_overflows
+        vals = vals[~(vals.abs() > case.torch_overflows_above)]
+    # one channel per special value for PReLU: each value meets every slope
+    c = 5 if case.weight is not None else 1
+    x = vals.repeat_interleave(c).reshape(-1, c).to(dtype).requires_grad_()
+    rtol, atol = default_tolerances(dtype)
+    check_parity(lambda *a: case.ours(*a), case.ref, *case.args(x), rtol=rtol, atol=atol)
+
+
+def test_binary_step_nan_differs_from_the_reference_idiom_only_at_nan():
+    x = torch.tensor([NAN, -1.0, 0.0, 2.0])
+    assert F.binary_step(x)[0].isnan()
+    assert F.binary_step(x)[1:].equal(torch.tensor([0.0, 1.0, 1.0]))
+
+
+# --------------------------------------------------------------------------------------
+# shapes: 0-d, empty, non-contiguous, larger than one block, broadcast weights
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 1000 elements, so that modest tensors take the blockwise path, partial last block included."""
+    import torchff.autograd._blockwise as bw
+
+    monkeypatch.setattr(bw, "_MIN_BLOCK", 1000)
+    monkeypatch.setattr(bw, "_PER_THREAD", 1)
+    assert bw.block_size() == 1000
+
+
+def _shaped_inputs():
+    base = torch.randn(30, 71, dtype=torch.float32) * 4  # 2130 elements: 3 blocks of 1000, a partial one
+    return {
+        "0-d": torch.tensor(-1.25),
+        "empty": torch.empty(0, 5),
+        "transposed": torch.randn(7, 5).t(),
+        "strided": torch.randn(10, 12)[::2, 1::3],
+        "large": base,
+        "large-transposed": base.t(),
+    }
+
+
+SHAPED = _shaped_inputs()
+
+
+@pytest.mark.parametrize("name", list(SHAPED))
+@pytest.mark.parametrize("case", [c for c in CASES if c.weight is None], ids=lambda c: c.name)
+def test_shapes(case, name, small_blocks):
+    x = SHAPED[name].clone().requires_grad_()
+    check_parity(case.ours, case.ref, x)
+    out = case.ours(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+
+
+@pytest.mark.parametrize(
+    "shape, wshape",
+    [((), 1), ((6,), 1), ((4, 3), 3), ((2, 3, 5, 4), 3), ((2, 3, 5, 4), 1), ((0, 3), 3), ((300, 71), 71)],
+)
+@pytest.mark.parametrize("weights", ["positive", "mixed", "zero"])
+@pytest.mark.parametrize("weight_grad", [True, False])
+def test_prelu_shapes_and_broadcast(shape, wshape, weights, weight_grad, small_blocks):
+    x = (torch.randn(shape) * 3).requires_grad_()
+    if weights == "positive":
+        w = torch.rand(wshape) + 0.05
+    elif weights == "mixed":
+        w = torch.randn(wshape)
+    else:
+        w = torch.zeros(wshape)
+    w.requires_grad_(weight_grad)
+    # the weight's gradient sums over the non-channel elements: float32 rounding grows with their number
+    per_channel = max(1, x.numel() // (w.numel() if w.numel() > 1 else 1))
+    check_parity(F.prelu, TF.prelu, x, w, atol=1e-5 * per_channel**0.5)
+
+
+def test_prelu_0d_weight_and_non_contiguous_input():
+    x = torch.randn(6, 4, 3).transpose(1, 2).requires_grad_()  # channels (dim 1) = 3
+    for w in (torch.tensor(0.3), torch.tensor([0.1, -0.2, 0.3])):
+        check_parity(F.prelu, TF.prelu, x, w.clone().requires_grad_())
+
+
+@pytest.mark.parametrize(
+    "shape, w, match",
+    [
+        ((5,), torch.rand(5), "Mismatch of parameter numbers"),  # 1-d input: one channel
+        ((), torch.rand(2), "zero-dim"),
+        ((4, 3), torch.rand(4), "Mismatch of parameter numbers"),
+        ((4, 3), torch.rand(1, 1), "scalar or 1D"),
+        ((4, 4), torch.rand(2, 2), "scalar or 1D"),
+    ],
+)
+def test_prelu_rejects_what_torch_rejects(shape, w, match):
+    x = torch.randn(shape)
+    with pytest.raises(RuntimeError, match=match):
+        TF.prelu(x, w)
+    with pytest.raises(RuntimeError, match=match):
+        F.prelu(x, w)
+
+
+# --------------------------------------------------------------------------------------
+# dtype rules
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_dtype_parity_on_random_values(case, dtype, small_blocks):
+    x = (torch.randn(640, 5, dtype=torch.float64) * 4).to(dtype)
+    for v in case.differs_at:  # low precision hits +-1 exactly
+        x = torch.where(x == v, x * 1.5, x)
+    x.requires_grad_()
+    check_parity(case.ours, case.ref, *case.args(x))
+
+
+# --------------------------------------------------------------------------------------
+# saved bytes in a network: Linear -> activation -> Linear
+# --------------------------------------------------------------------------------------
+def _chain_saved(act, x):
+    torch.manual_seed(0)
+    l1, l2 = torch.nn.Linear(64, 32), torch.nn.Linear(32, 16)
+    _, saved = saved_tensors(lambda t: l2(act(l1(t))), x)
+    return saved.total
+
+
+@pytest.mark.parametrize(
+    "ours, ref, fewer",
+    [
+        (F.relu, TF.relu, 0),
+        (F.leaky_relu, TF.leaky_relu, 4),  # torch keeps the Linear's output, we the activation's
+        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),  # 1-byte mask
+        (F.abs_relu, torch.abs, 3),  # int8 sign
+        (F.sigmoid, torch.sigmoid, 0),
+        (F.softplus, TF.softplus, 4),
+        (lambda t: F.binary_step(t, ste=True), step_ste_reference, 3),  # bool mask vs clamp's input
+    ],
+)
+def test_linear_activation_linear_chain_saves_less(ours, ref, fewer):
+    x = torch.randn(128, 64, requires_grad=True)
+    assert _chain_saved(ref, x) - _chain_saved(ours, x) == fewer * 128 * 32
+
+
+def test_prelu_in_a_chain_keeps_nothing_beyond_the_next_linear():
+    x = torch.randn(128, 64, requires_grad=True)
+    w = torch.full((32,), 0.25, requires_grad=True)
+    ours = _chain_saved(lambda t: F.prelu(t, w), x)
+    theirs = _chain_saved(lambda t: TF.prelu(t, w), x)
+    assert theirs - ours == 4 * 128 * 32
+
+
+# --------------------------------------------------------------------------------------
+# PReLU: what is saved follows the slopes and which gradients are needed
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "w, x_grad, w_grad, per_elem",
+    [
+        ([0.25, 0.5], True, True, 0),  # output
+        ([0.25, 0.5], False, True, 0),  # output, also for the weight's gradient alone
+        ([0.25, -0.5], True, True, 4),  # input, as torch
+        ([0.25, 0.0], True, True, 4),  # a zero slope erases min(0, z) from the output
+        ([0.25, 0.0], True, False, 0),  # ... but the sign is still there
+        ([0.25, -0.5], True, False, 1),  # mask
+        ([0.25, INF], True, True, 4),  # a non-finite slope: the input
+    ],
+)
+def test_prelu_saves_the_least(w, x_grad, w_grad, per_elem):
+    x = torch.randn(8, 2, requires_grad=x_grad)
+    w = torch.tensor(w, requires_grad=w_grad)
+    out, saved = saved_tensors(F.prelu, x, w)
+    assert saved.beyond(out, w) == per_elem * x.numel()
+    check_parity(F.prelu, TF.prelu, x, w)
+
+
+def test_nothing_saved_without_grad():
+    x = torch.randn(8, 5)
+    for case in CASES:
+        _, saved = saved_tensors(case.ours, *case.args(x))
+        assert saved.total == 0, case.name
+
+
+# --------------------------------------------------------------------------------------
+# inductor (slow) and CUDA (skipped without a device)
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_inductor_compiles_every_activation_in_one_graph():
+    from torchff.testing import check_compile
+
+    w = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], requires_grad=True)
+
+    def net(x, w):
+        h = F.leaky_relu(x, 0.1) + F.relu(x) * F.sigmoid(x) + F.abs_relu(x) * 0.1
+        h = F.prelu(h, w) + F.softplus(x, 2.0, 40.0) + F.binary_step(x, ste=True)
+        return F.leaky_relu(h, -0.5).sum(1)
+
+    x = torch.randn(32, 5, dtype=torch.float32, requires_grad=True)
+    check_compile(net, x, w, backend="inductor")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_cuda_parity(case):
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        x = (torch.randn(257, 5, dtype=torch.float64) * 4).to(dtype)
+        x = torch.cat([x, torch.tensor(SPECIALS[1:], dtype=dtype).repeat_interleave(5).reshape(-1, 5)])
+        x = x.cuda().requires_grad_()
+        for v in case.differs_at:
+            x = torch.where(x == v, x * 1.5, x).detach().requires_grad_()
+        args = case.args(x)
+        check_parity(case.ours, case.ref, *args)
+
+
+# --------------------------------------------------------------------------------------
+# the blockwise helper behind the fused paths
+# --------------------------------------------------------------------------------------
+def test_blockwise_matches_whole_tensor_and_reuses_scratch(small_blocks):
+    import torchff.autograd._blockwise as bw
+
+    def kernel(x, y, out_a, out_b, s):
+        torch.mul(x, y, out=s)
+        torch.add(s, 1.0, out=out_a)
+        out_b.copy_(torch.gt(s, 0, out=s))
+
+    x, y = torch.randn(2500), torch.randn(2500)  # 3 blocks of 1000, the last one partial
+    a, b = bw.blockwise(kernel, [x, y], [torch.float32, torch.bool], [torch.float32])
+    assert torch.equal(a, x * y + 1) and torch.equal(b, x * y > 0)
+    # whole-tensor fallback for non-contiguous inputs
+    a2, _ = bw.blockwise(kernel, [x.view(50, 50).t(), y.view(50, 50).t()], [torch.float32, torch.bool], [torch.float32])
+    assert torch.equal(a2, (x * y + 1).view(50, 50).t())
+    # cached per thread: the same memory again, distinct buffers within one request
+    s1, s2 = bw.scratch(1000, [torch.float32, torch.float32], x.device)
+    t1, t2 = bw.scratch(800, [torch.float32, torch.float32], x.device)
+    assert s1.data_ptr() == t1.data_ptr() and s2.data_ptr() == t2.data_ptr() != s1.data_ptr()
+    assert bw.scratch(5000, [torch.float32], x.device)[0].data_ptr() not in (s1.data_ptr(), s2.data_ptr())
