@@ -289,3 +289,22 @@ def test_module_matches_linear_plus_cross_entropy_loss():
     torch.testing.assert_close(head.bias.grad, lin.bias.grad)
     torch.testing.assert_close(head.logits(x), lin(x))
     assert "num_classes=7" in repr(head) and "chunk_size=4" in repr(head)
+
+
+def test_module_pickles_deep_copies_and_loads_weights_only():
+    import copy
+    import io
+    import pickle
+
+    head = torchff.nn.LinearCrossEntropyLoss(H, C, label_smoothing=0.1, chunk_size=4)
+    x, t = torch.randn(N, H), torch.randint(0, C, (N,))
+    want = head(x, t)
+    for other in (copy.deepcopy(head), pickle.loads(pickle.dumps(head))):
+        assert repr(other) == repr(head)
+        torch.testing.assert_close(other(x, t), want)
+    buf = io.BytesIO()
+    torch.save(head.state_dict(), buf)
+    buf.seek(0)
+    fresh = torchff.nn.LinearCrossEntropyLoss(H, C, label_smoothing=0.1, chunk_size=4)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    torch.testing.assert_close(fresh(x, t), want)
