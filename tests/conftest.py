@@ -8,6 +8,17 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a test module on one intra-op thread: its many tiny kernels (float64 depthwise
+    convolutions, small drop-in cases) only lose time to OpenMP threads contending for the
+    2 cores of a CI machine, or for each other's under pytest-xdist."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -25,13 +25,7 @@ from torchff.testing import default_tolerances
 _FEEDS = ["linear", "float32"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny kernels: OpenMP threads only contend on a shared 2-core machine / under pytest-xdist
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

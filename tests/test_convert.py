@@ -19,14 +19,7 @@ import torchff
 from module_cases import DROP_IN_CASES, first_input, has_drop_in
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Many tiny kernels (depthwise convolutions in float64): OpenMP threads on a shared 2-core
-    # machine (or two xdist workers) slow them down by 10-100x. One thread each.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ff_class(torch_module: nn.Module) -> type:

@@ -17,12 +17,7 @@ import torchff
 from module_cases import C, DROP_IN_CASES, TORCHFF_CASES, first_input, has_drop_in, torchff_has
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _aten_only(ep: torch.export.ExportedProgram) -> None:

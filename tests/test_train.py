@@ -61,9 +61,10 @@ def test_experiment_settings():
     assert xor.model.net.hidden_features == [2] and xor.model.output == "bernoulli"
     assert xor.model.net.activation == "relu"
     maxout = compose(["experiment=fashion_mnist_maxout", "paths.output_dir=/tmp/unused"])
-    assert maxout.model.net.activation == "maxout" and maxout.model.net.pieces == 5
+    assert maxout.model.net.activation == "maxout" and maxout.model.net.pieces == 4
+    assert maxout.model.net.hidden_features == [400, 400]
     assert maxout.model.max_norm == pytest.approx(1.9365)
-    assert maxout.model.net.dropout == 0.5 and maxout.model.net.input_dropout == 0.2
+    assert maxout.model.net.dropout == 0.3 and maxout.model.net.input_dropout == 0.1
     for name in ("fashion_mnist_mlp", "fashion_mnist_maxout"):
         cfg = compose([f"experiment={name}", "paths.output_dir=/tmp/unused"])
         assert cfg.trainer.max_time == "00:00:10:00"

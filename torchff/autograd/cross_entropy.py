@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from torchff.autograd._blockwise import fused_ok
+
 __all__ = [
     "CrossEntropyFunction",
     "CrossEntropyProbsFunction",
@@ -403,6 +405,7 @@ class NLLLossFunction(Function):
         src = (_row_scale(grad, valid, tw, ctx.reduction) * tw).neg().unsqueeze(cdim).to(ctx.input_dtype)
         zeros = torch.zeros(ctx.input_shape, dtype=ctx.input_dtype, device=target.device)
         idx = safe.unsqueeze(cdim)
-        if torch.is_grad_enabled():
+        # in place only on plain eager tensors (under torch.func, src is batched and zeros is not)
+        if not fused_ok(src):
             return zeros.scatter(cdim, idx, src), None, None, None, None
         return zeros.scatter_(cdim, idx, src), None, None, None, None
