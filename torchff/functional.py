@@ -15,6 +15,7 @@ from torch.nn import _reduction as _Reduction
 from torchff.autograd import bernoulli as _bern
 from torchff.autograd import cross_entropy as _ce
 from torchff.autograd import maxout as _maxout
+from torchff.autograd import fused as _fused
 from torchff.autograd import rectifier as _rect
 from torchff.autograd import regression as _regr
 from torchff.autograd import smooth as _smooth
@@ -586,3 +587,57 @@ def laplace_nll_loss(
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
     return _regr.LaplaceNLLFunction.apply(input, target, scale, bool(full), float(eps), red)[0]
+
+
+# --------------------------------------------------------------------------------------
+# fused softmax output layer (torchff.autograd.fused)
+# --------------------------------------------------------------------------------------
+__all__ += ["linear_cross_entropy"]
+
+
+def linear_cross_entropy(
+    input: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    chunk_size: int | None = None,
+) -> Tensor:
+    r"""``cross_entropy(linear(input, weight, bias), target, ...)`` without the ``N x C`` logits.
+
+    The softmax output unit and its negative log-likelihood in one chunked Function
+    (:class:`torchff.autograd.fused.LinearCrossEntropyFunction`): same values and gradients as
+    ``torch.nn.functional.linear`` followed by ``torch.nn.functional.cross_entropy`` with
+    class-index targets, ``ignore_index``, ``reduction`` and ``label_smoothing``.
+
+    Args:
+        input: ``(..., H)``; leading dims are flattened into rows.
+        weight: ``(C, H)``, as ``nn.Linear(H, C).weight``.
+        target: ``(...)`` class indices in ``[0, C)`` or ``ignore_index``.
+        bias: ``(C,)`` or ``None``.
+        chunk_size: rows per chunk; default: about 32 MiB of float32 logits per chunk.
+
+    Returns the reduced loss, or with ``reduction='none'`` a loss of ``target``'s shape.
+    With ``'mean'``/``'sum'`` and grad enabled, the gradients are computed during this call.
+    """
+    _fused.validate_linear_cross_entropy(
+        input, weight, target, bias, ignore_index, reduction, label_smoothing, chunk_size
+    )
+    x = input.reshape(-1, input.shape[-1])
+    t = target.reshape(-1)
+    if t.dtype != torch.int64:
+        t = t.long()
+    rows = int(chunk_size) if chunk_size is not None else _fused.default_chunk_size(x.shape[0], weight.shape[0])
+    grad = torch.is_grad_enabled()
+    out = _fused.LinearCrossEntropyFunction.apply(
+        x, weight, bias, t, int(ignore_index), reduction, float(label_smoothing), rows,
+        grad and input.requires_grad,
+        grad and weight.requires_grad,
+        grad and bias is not None and bias.requires_grad,
+    )
+    loss = out[0] if isinstance(out, tuple) else out
+    if reduction == "none":
+        loss = loss.reshape(target.shape)
+    return loss

@@ -24,6 +24,7 @@ from torchff.autograd.losses import (
     NLLLossFunction,
     cross_entropy_rows,
 )
+from torchff.autograd.fused import LinearCrossEntropyFunction
 
 __all__ = [
     "AbsFunction",
@@ -50,4 +51,5 @@ __all__ = [
     "GaussianNLLFunction",
     "LaplaceNLLFunction",
     "cross_entropy_rows",
+    "LinearCrossEntropyFunction",
 ]

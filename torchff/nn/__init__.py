@@ -26,6 +26,7 @@ from torchff.nn.loss import (
 )
 from torchff.nn.output import OutputDistribution, get_output, list_outputs
 from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
+from torchff.nn.fused import LinearCrossEntropyLoss
 
 __all__ = [
     # activations
@@ -65,6 +66,8 @@ __all__ = [
     "convert",
     "drop_ins",
     "revert",
+    # fused output layer
+    "LinearCrossEntropyLoss",
 ]
 
 # feedforward network (torchff.nn.mlp)
