@@ -58,6 +58,18 @@ def _reduce(elements: Tensor, reduction: int) -> Tensor:
     return total / elements.numel() if reduction == MEAN else total
 
 
+def _weighted_reduce(elements: Tensor, weight: Tensor | None, reduction: int, dtype: torch.dtype) -> Tensor:
+    """Reduce per-element losses (a fresh buffer, scaled in place by ``weight``); a weighted mean
+    divides by the sum of the weights, as torch's ``mse_loss`` / ``l1_loss`` with ``weight``."""
+    if weight is None:
+        return _reduce(elements, reduction)
+    w = weight.to(dtype)
+    elements = elements.mul_(w)
+    if reduction == NONE:
+        return elements
+    return elements.sum() if reduction == SUM else elements.sum() / w.sum()
+
+
 def _upstream(grad: Tensor, reduction: int, numel: int, dtype: torch.dtype) -> Tensor:
     """The upstream gradient per element (``grad / numel`` for ``'mean'``)."""
     g = grad.to(dtype)
@@ -81,6 +93,17 @@ def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     return a + b
 
 
+def _save_residual(ctx, inputs, output):
+    """setup_context of the (weighted) MSE and L1 Functions: the residual, the weight and, for a
+    weighted mean, the loss."""
+    input, target, weight, reduction = inputs
+    ctx.reduction = reduction
+    ctx.shapes = (input.shape, target.shape)
+    ctx.dtypes = (input.dtype, target.dtype)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(output[1], weight, output[0] if weight is not None and reduction == MEAN else None)
+
+
 class MSELossFunction(Function):
     r"""Squared error :math:`d^2`, :math:`d = x - y`, optionally weighted: :math:`w d^2`.
 
@@ -101,22 +124,10 @@ class MSELossFunction(Function):
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, reduction: int):
         dtype = _opmath(_result_dtype(input, target, weight))
         d = _residual(input, target, dtype)
-        sq = d * d
-        if weight is None:
-            loss = _reduce(sq, reduction)
-        else:
-            sq = sq.mul_(weight.to(dtype))
-            loss = sq if reduction == NONE else (sq.sum() if reduction == SUM else sq.sum() / weight.to(dtype).sum())
+        loss = _weighted_reduce(d * d, weight, reduction, dtype)
         return loss.to(_result_dtype(input, target, weight)), d
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, target, weight, reduction = inputs
-        ctx.reduction = reduction
-        ctx.shapes = (input.shape, target.shape)
-        ctx.dtypes = (input.dtype, target.dtype)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(output[1], weight, output[0] if weight is not None and reduction == MEAN else None)
+    setup_context = staticmethod(_save_residual)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, grad_res: Tensor | None):
@@ -159,22 +170,10 @@ class L1LossFunction(Function):
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, reduction: int):
         dtype = _opmath(_result_dtype(input, target, weight))
         d = _residual(input, target, dtype)
-        a = d.abs()
-        if weight is None:
-            loss = _reduce(a, reduction)
-        else:
-            a = a.mul_(weight.to(dtype))
-            loss = a if reduction == NONE else (a.sum() if reduction == SUM else a.sum() / weight.to(dtype).sum())
+        loss = _weighted_reduce(d.abs(), weight, reduction, dtype)
         return loss.to(_result_dtype(input, target, weight)), d
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, target, weight, reduction = inputs
-        ctx.reduction = reduction
-        ctx.shapes = (input.shape, target.shape)
-        ctx.dtypes = (input.dtype, target.dtype)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(output[1], weight, output[0] if weight is not None and reduction == MEAN else None)
+    setup_context = staticmethod(_save_residual)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, grad_res: Tensor | None):
