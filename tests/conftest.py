@@ -1,5 +1,12 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The benchmark suite (``benchmarks/``, not installed) is importable from the tests; appended, so
+# an installed torchff still wins over the source tree.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 
 @pytest.fixture(autouse=True)
