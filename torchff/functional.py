@@ -420,9 +420,7 @@ def cross_entropy(
     :math:`\mathrm{softmax}(z) - e_y` (logits-sized, as torch's log-softmax) so that the backward
     is one multiplication. Class probabilities: saves the logits and the target, as torch.
     """
-    if size_average is not None or reduce is not None:
-        reduction = _Reduction.legacy_get_string(size_average, reduce)
-    red = _Reduction.get_enum(reduction)
+    red = _reduction_enum(size_average, reduce, reduction)
     input, target, weight = _autocast_to_float32(input.device.type, input, target, weight)
     if input.shape == target.shape:  # class probabilities
         if not target.is_floating_point():
@@ -458,9 +456,7 @@ def nll_loss(
     torch's signature and semantics (``weight``, ``ignore_index``, K-dimensional inputs;
     ``'mean'`` divides by the summed target weights). Saves only the target (and weight).
     """
-    if size_average is not None or reduce is not None:
-        reduction = _Reduction.legacy_get_string(size_average, reduce)
-    red = _Reduction.get_enum(reduction)
+    red = _reduction_enum(size_average, reduce, reduction)
     input, weight = _autocast_to_float32(input.device.type, input, weight)
     target = _check_index_target("nll_loss", input, target, weight, ignore_index)
     return _ce.NLLLossFunction.apply(input, target, weight, int(ignore_index), red)

@@ -208,6 +208,18 @@ def _clamped(t: Tensor, eps: float) -> Tensor:
     return c
 
 
+def _save_residual_and_spread(ctx, inputs, output):
+    """setup_context of the Gaussian and Laplace NLL Functions: the residual and the spread
+    (variance or scale), and the element count a mean divides by (the broadcast shape)."""
+    input, target, spread, full, eps, reduction = inputs
+    ctx.eps, ctx.reduction = eps, reduction
+    ctx.shapes = (input.shape, target.shape)
+    ctx.dtypes = (input.dtype, target.dtype)
+    ctx.numel = output[0].numel() if reduction == NONE else torch.broadcast_shapes(output[1].shape, spread.shape).numel()
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(output[1], spread)
+
+
 class GaussianNLLFunction(Function):
     r"""Gaussian negative log-likelihood with a variance, :math:`\tfrac12(\log v + d^2/v)`
     (:math:`+\tfrac12\log 2\pi` with ``full``), :math:`d = x - y`, :math:`v = \max(\text{var}, \text{eps})`.
@@ -236,15 +248,7 @@ class GaussianNLLFunction(Function):
             loss = loss.add_(math.log(2 * math.pi))
         return _reduce(loss.mul_(0.5), reduction).to(out_dtype), d
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, target, var, full, eps, reduction = inputs
-        ctx.eps, ctx.reduction = eps, reduction
-        ctx.shapes = (input.shape, target.shape)
-        ctx.dtypes = (input.dtype, target.dtype)
-        ctx.numel = output[0].numel() if reduction == NONE else torch.broadcast_shapes(output[1].shape, var.shape).numel()
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(output[1], var)
+    setup_context = staticmethod(_save_residual_and_spread)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, grad_res: Tensor | None):
@@ -298,15 +302,7 @@ class LaplaceNLLFunction(Function):
             loss = loss.add_(math.log(2.0))
         return _reduce(loss, reduction).to(out_dtype), d
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, target, scale, full, eps, reduction = inputs
-        ctx.eps, ctx.reduction = eps, reduction
-        ctx.shapes = (input.shape, target.shape)
-        ctx.dtypes = (input.dtype, target.dtype)
-        ctx.numel = output[0].numel() if reduction == NONE else torch.broadcast_shapes(output[1].shape, scale.shape).numel()
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(output[1], scale)
+    setup_context = staticmethod(_save_residual_and_spread)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, grad_res: Tensor | None):
