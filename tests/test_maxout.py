@@ -336,6 +336,20 @@ def test_maxout_linear_saved_bytes():
     assert ref_saved.beyond(x, layer.weight) == 8 * n_out
 
 
+@pytest.mark.parametrize("x_grad, w_grad", [(False, True), (True, False)])
+def test_maxout_linear_saves_what_linear_saves_for_the_gradients_needed(x_grad, w_grad):
+    layer = MaxoutLinear(32, 16, 4)
+    layer.weight.requires_grad_(w_grad)
+    x = torch.randn(8, 32, requires_grad=x_grad)
+    out, saved = saved_tensors(layer, x)
+    _, linear_saved = saved_tensors(lambda t: torch.nn.functional.linear(t, layer.weight, layer.bias), x)
+    assert saved.total == linear_saved.total + out.numel()  # + the uint8 index
+    assert saved.total == (x if w_grad else layer.weight).numel() * 4 + out.numel()
+    (x if x_grad else layer.weight).grad = None
+    out.sum().backward()  # the gradients that are needed still come out
+    assert (x.grad is not None) == x_grad and (layer.weight.grad is not None) == w_grad
+
+
 def test_maxout_linear_no_grad_for_frozen_parts():
     layer = MaxoutLinear(4, 2, 3)
     layer.weight.requires_grad_(False)

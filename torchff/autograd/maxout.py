@@ -151,8 +151,8 @@ class MaxoutLinearFunction(Function):
 
     Differentiable (double backward through the same formulas).
 
-    Saved for backward: the input and the weight (what ``nn.Linear`` keeps) and the winner
-    index, 1 byte per output element. The ``k`` times wider pre-activation :math:`z` is never
+    Saved for backward: what ``nn.Linear`` keeps (the input when the weight needs a gradient,
+    the weight when the input does) and the winner index, 1 byte per output element. The ``k`` times wider pre-activation :math:`z` is never
     kept; ``nn.Linear`` followed by ``view + torch.max`` keeps the same input and weight plus
     8 bytes per output element.
     """
@@ -170,7 +170,9 @@ class MaxoutLinearFunction(Function):
         ctx.pieces = int(pieces)
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(output[1])
-        ctx.save_for_backward(input, weight, output[1])
+        need_x, need_w = ctx.needs_input_grad[:2]
+        # as nn.Linear: the input only for the weight's gradient, the weight only for the input's
+        ctx.save_for_backward(input if need_w else None, weight if need_x else None, output[1])
 
     @staticmethod
     def backward(ctx, grad: Tensor, _grad_index: Tensor | None):
