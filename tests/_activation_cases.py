@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as TF
 
 import torchff.functional as F
+from torchff.autograd import save_mode
 
 NAN, INF = float("nan"), float("inf")
 
@@ -69,6 +70,12 @@ CASES = [
         extra_per_elem=1,
     ),
     Case(
+        "leaky_relu(-0.5), speed mode",
+        save_mode("speed")(lambda x: F.leaky_relu(x, -0.5)),
+        lambda x: TF.leaky_relu(x, -0.5),
+        extra_per_elem=8,  # the input, as torch
+    ),
+    Case(
         "generalized_relu(-1)",
         lambda x: F.generalized_relu(x, -1.0),
         lambda x: TF.leaky_relu(x, -1.0),
@@ -76,6 +83,7 @@ CASES = [
         extra_per_elem=1,
     ),
     Case("abs_relu", F.abs_relu, torch.abs, saved_per_elem=1, extra_per_elem=1),
+    Case("abs_relu, speed mode", save_mode("speed")(F.abs_relu), torch.abs, extra_per_elem=8),  # the input
     Case("prelu(scalar)", F.prelu, TF.prelu, weight=torch.tensor([0.25])),
     Case("prelu(per-channel)", F.prelu, TF.prelu, weight=torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])),
     Case(

@@ -39,7 +39,7 @@ def test_json_structure(smoke):
     assert smoke["devices"] == ["cpu"]
     assert smoke["sizes"]["rows"] == ROWS and smoke["sizes"]["features"] == FEATURES
     names = {r["name"] for r in smoke["ops"]}
-    assert names == {"relu", "leaky_relu", "prelu", "prelu_channels", "abs", "softplus", "sigmoid",
+    assert names == {"relu", "leaky_relu", "leaky_relu_neg", "leaky_relu_neg_speed", "abs_speed", "prelu", "prelu_channels", "abs", "softplus", "sigmoid",
                      f"maxout_k{PIECES}", f"maxout_linear_k{PIECES}", "softmax", "log_softmax",
                      "cross_entropy", "bce_with_logits", "gaussian_nll", "laplace_nll"}
     for r in smoke["ops"]:
@@ -76,6 +76,9 @@ def test_saved_bytes_never_above_torch(smoke):
         ("prelu_channels", 0, 4 * ELEMENTS),
         ("softplus", 0, 4 * ELEMENTS),
         ("abs", ELEMENTS, 4 * ELEMENTS),  # an int8 sign against the float32 input
+        ("leaky_relu_neg", ELEMENTS, 4 * ELEMENTS),  # a bool mask against the float32 input
+        ("leaky_relu_neg_speed", 4 * ELEMENTS, 4 * ELEMENTS),  # save mode "speed": the input, as torch
+        ("abs_speed", 4 * ELEMENTS, 4 * ELEMENTS),
         (f"maxout_k{PIECES}", ELEMENTS // PIECES, 8 * ELEMENTS // PIECES),  # uint8 against int64 indices
         (f"maxout_linear_k{PIECES}", ELEMENTS // PIECES, 8 * ELEMENTS // PIECES),
         ("softmax", 0, 0),  # both save the output

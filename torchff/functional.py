@@ -15,6 +15,7 @@ from torch.nn import _reduction as _Reduction
 from torchff.autograd import bernoulli as _bern
 from torchff.autograd import cross_entropy as _ce
 from torchff.autograd import maxout as _maxout
+from torchff.autograd import mode as _mode
 from torchff.autograd import fused as _fused
 from torchff.autograd import rectifier as _rect
 from torchff.autograd import regression as _regr
@@ -73,12 +74,17 @@ def relu_(input: Tensor) -> Tensor:
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`.
 
-    Saves the output for a non-negative slope (0 extra bytes in a network), a bool mask otherwise.
+    Saves the output for a non-negative slope (0 extra bytes in a network). For a negative
+    slope, the save mode (:mod:`torchff.autograd.mode`) decides: a 1-byte bool mask
+    (``"memory"``, the default) or the input, as torch, at torch's speed (``"speed"``).
     """
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
         return _rect.LeakyReLUInplaceFunction.apply(input, negative_slope)
+    recording = torch.is_grad_enabled() and input.requires_grad
+    if negative_slope < 0 and recording and _mode.get_save_mode() == "memory":
+        return _rect.LeakyReLUMaskFunction.apply(input, negative_slope)[0]  # mask made with the value
     return _rect.LeakyReLUFunction.apply(input, negative_slope)
 
 
@@ -95,17 +101,21 @@ def generalized_relu(input: Tensor, alpha: float | Tensor) -> Tensor:
     """
     if isinstance(alpha, Tensor):
         return prelu(input, alpha)
-    return _rect.LeakyReLUFunction.apply(input, float(alpha))
+    return leaky_relu(input, float(alpha))
 
 
 def abs_relu(input: Tensor) -> Tensor:
     r"""Absolute value rectification, :math:`|x|` (the generalized ReLU with :math:`\alpha = -1`).
 
-    Derivative :math:`\operatorname{sgn}(x)`, 0 at 0 as ``torch.abs``. Saves an int8 sign.
+    Derivative :math:`\operatorname{sgn}(x)`, 0 at 0 as ``torch.abs``. Saves an int8 sign in the
+    ``"memory"`` save mode (the default), the input, as torch, in ``"speed"``
+    (:mod:`torchff.autograd.mode`).
     """
     if not (torch.is_grad_enabled() and input.requires_grad):
         return torch.abs(input)  # no graph: the sign would be computed for nothing
-    return _rect.AbsFunction.apply(input)[0]
+    if _mode.get_save_mode() == "speed":
+        return _rect.AbsFunction.apply(input)
+    return _rect.AbsSignFunction.apply(input)[0]
 
 
 def _prelu_saves(input: Tensor, weight: Tensor) -> int:

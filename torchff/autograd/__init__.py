@@ -1,10 +1,13 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
+from torchff.autograd.mode import get_save_mode, save_mode, set_save_mode
 from torchff.autograd.maxout import MaxoutFunction, MaxoutLinearFunction
 from torchff.autograd.rectifier import (
     AbsFunction,
+    AbsSignFunction,
     LeakyReLUFunction,
     LeakyReLUInplaceFunction,
+    LeakyReLUMaskFunction,
     PReLUFunction,
     PReLUSaves,
     ReLUFunction,
@@ -27,10 +30,15 @@ from torchff.autograd.losses import (
 from torchff.autograd.fused import LinearCrossEntropyFunction
 
 __all__ = [
+    "get_save_mode",
+    "save_mode",
+    "set_save_mode",
     "AbsFunction",
+    "AbsSignFunction",
     "BinaryStepFunction",
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
+    "LeakyReLUMaskFunction",
     "MaxoutFunction",
     "MaxoutLinearFunction",
     "PReLUFunction",

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["as_float", "blockwise", "block_size", "fused_ok", "row_blocks", "scratch", "times_small"]
+__all__ = ["blockwise", "block_size", "fused_ok", "row_blocks", "scratch", "times_small"]
 
 # Elements per intra-op thread per block: 1 Mi elements (4 MiB of float32 per buffer and thread).
 # Each block runs a chain of parallel kernels, and every kernel ends at a barrier of the intra-op
@@ -126,13 +126,21 @@ def row_blocks(shape: Sequence[int]) -> Iterator[slice]:
         yield slice(start, min(rows, start + step))
 
 
-def as_float(small: Tensor, dtype: torch.dtype) -> Tensor:
-    """A fresh float copy of a 1-byte tensor (bool converts faster through a uint8 view)."""
-    return (small.view(torch.uint8) if small.dtype == torch.bool else small).to(dtype)
+def _as_bytes(small: Tensor) -> Tensor:
+    # bool -> float copies run ~10x faster from a uint8 view (same bytes: 0 or 1)
+    return small.view(torch.uint8) if small.dtype == torch.bool else small
+
+
+def _times_small_kernel(grad: Tensor, small: Tensor, out: Tensor, carrier: Tensor) -> None:
+    torch.mul(carrier.copy_(small), grad, out=out)
 
 
 def times_small(grad: Tensor, small: Tensor) -> Tensor:
-    """``grad * small`` for a 1-byte tensor (int8 sign, bool mask) of ``grad``'s shape."""
+    """``grad * small`` for a 1-byte tensor (int8 sign, bool mask) of ``grad``'s shape.
+
+    Eager: block by block, the 1-byte values are widened into a cached float block and
+    multiplied into the fresh result, so only ``grad``, ``small`` and the result cross memory.
+    """
     if not fused_ok(grad, small):
         return grad * small.to(grad.dtype)
-    return as_float(small, grad.dtype).mul_(grad)  # one fresh buffer, then in place
+    return blockwise(_times_small_kernel, [grad, _as_bytes(small)], [grad.dtype], [grad.dtype])[0]

@@ -22,14 +22,16 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd._blockwise import as_float, blockwise, fused_ok, row_blocks, scratch, times_small
+from torchff.autograd._blockwise import blockwise, fused_ok, row_blocks, scratch, times_small
 
 __all__ = [
     "ReLUFunction",
     "ReLUInplaceFunction",
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
+    "LeakyReLUMaskFunction",
     "AbsFunction",
+    "AbsSignFunction",
     "PReLUFunction",
     "PReLUSaves",
 ]
@@ -53,23 +55,51 @@ def _abs_and_sign(x: Tensor) -> tuple[Tensor, Tensor]:
     return out, s8
 
 
+def _times_sign(grad: Tensor, x: Tensor) -> Tensor:
+    """``grad * sgn(x)`` (0 at 0 and at nan), the sign made block by block in cache."""
+    if not fused_ok(grad, x):
+        return grad * torch.sign(x)
+
+    def kernel(g, x, out, s):
+        torch.mul(torch.sign(x, out=s), g, out=out)
+
+    return blockwise(kernel, [grad, x], [grad.dtype], [grad.dtype])[0]
+
+
+def _gt0_kernel(x: Tensor, mask: Tensor, s: Tensor) -> None:
+    # compare into a cached float block, then narrow: ~2x faster than a bool-valued compare
+    mask.copy_(torch.gt(x, 0, out=s))
+
+
 def _positive_mask(x: Tensor) -> Tensor:
     """``x > 0`` as bool (false for nan)."""
     if not fused_ok(x):
         return x > 0
+    return blockwise(_gt0_kernel, [x], [torch.bool], [x.dtype])[0]
 
-    def kernel(x, mask, s):  # compare into a cached float block, then narrow: faster than a bool compare
-        mask.copy_(torch.gt(x, 0, out=s))
 
-    return blockwise(kernel, [x], [torch.bool], [x.dtype])[0]
+def _leaky_and_mask(x: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """``leaky_relu(x, alpha)`` and the bool mask ``x > 0``, reading ``x`` once."""
+    if not fused_ok(x):
+        return torch.nn.functional.leaky_relu(x, alpha), x > 0
+
+    def kernel(x, out, mask, s):
+        torch._C._nn.leaky_relu(x, alpha, out=out)
+        _gt0_kernel(x, mask, s)  # x is still in cache
+
+    out, mask = blockwise(kernel, [x], [x.dtype, torch.bool], [x.dtype])
+    return out, mask
 
 
 def _leaky_grad_from_mask(grad: Tensor, positive: Tensor, alpha: float) -> Tensor:
     """``grad * (1 if positive else alpha)`` for a bool mask ``positive``."""
     if not fused_ok(grad, positive):
         return _aten.leaky_relu_backward(grad, positive.to(grad.dtype), alpha, False)
-    carrier = as_float(positive, grad.dtype)  # 1.0 where positive: the sign leaky_relu_backward reads
-    return _aten.leaky_relu_backward.grad_input(grad, carrier, alpha, False, grad_input=carrier)
+
+    def kernel(g, positive, out, carrier):  # 1.0 where positive: the sign leaky_relu_backward reads
+        _aten.leaky_relu_backward.grad_input(g, carrier.copy_(positive), alpha, False, grad_input=out)
+
+    return blockwise(kernel, [grad, positive.view(torch.uint8)], [grad.dtype], [grad.dtype])[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -145,19 +175,22 @@ class LeakyReLUFunction(Function):
     r"""Generalized rectifier with a fixed slope: :math:`h = \max\{0, z\} + \alpha \min\{0, z\}`.
 
     Leaky ReLU for small :math:`\alpha > 0`; ReLU's values for :math:`\alpha = 0`; absolute
-    value rectification's values for :math:`\alpha = -1` (see :class:`AbsFunction` for its
-    kink convention).
+    value rectification's values for :math:`\alpha = -1` (see :class:`AbsSignFunction` for
+    its kink convention).
 
     Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
     :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention).
 
-    Saved for backward, the least the derivative needs:
+    Saved for backward:
 
     * :math:`\alpha \ge 0`: the output, whose sign is the input's (``out > 0`` exactly when
       ``z > 0``): 0 extra bytes per element in a network, where torch's ``leaky_relu`` keeps
       its input (4 bytes for float32);
-    * :math:`\alpha < 0`: the output is positive on both sides, so one bit is needed: a bool
-      mask ``z > 0``, 1 byte per element.
+    * :math:`\alpha < 0`: the output is non-negative on both sides, so it cannot tell them
+      apart: the input, as torch (4 bytes per float32 element), and torch's speed. The least
+      is one bit, a bool mask ``z > 0``: :class:`LeakyReLUMaskFunction` keeps that, at the cost
+      of one more pass (:func:`torchff.functional.leaky_relu` picks by the save mode,
+      :mod:`torchff.autograd.mode`).
     """
 
     generate_vmap_rule = True
@@ -172,14 +205,52 @@ class LeakyReLUFunction(Function):
         ctx.alpha = float(alpha)
         ctx.from_output = not ctx.alpha < 0
         if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(output if ctx.from_output else _positive_mask(input))
+            ctx.save_for_backward(output if ctx.from_output else input)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (saved,) = ctx.saved_tensors
-        if ctx.from_output:
-            return _aten.leaky_relu_backward(grad, saved, ctx.alpha, True), None
-        return _leaky_grad_from_mask(grad, saved, ctx.alpha), None
+        return _aten.leaky_relu_backward(grad, saved, ctx.alpha, ctx.from_output), None
+
+
+class LeakyReLUMaskFunction(Function):
+    r"""Generalized rectifier with a fixed negative slope, returning its mask:
+    ``(h, z > 0)`` with :math:`h = \max\{0, z\} + \alpha \min\{0, z\}`.
+
+    For :math:`\alpha < 0` the output is non-negative on both sides of 0, so the backward needs
+    one bit per element, :math:`1[z > 0]`. This Function computes it with the value, block by
+    block while the input is in cache, and returns it as a second, non-differentiable output
+    (``torch.bool``); :func:`torchff.functional.leaky_relu` uses it for negative slopes in the
+    ``"memory"`` save mode (the default) and returns the value only.
+
+    Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
+    :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention), for any :math:`\alpha`.
+
+    Saved for backward: the mask, 1 byte per element (torch's ``leaky_relu`` keeps its input:
+    4 bytes for float32). The price is time: making the mask is a pass over the input that
+    torch does not make (eager CPU float32 4096x1024: forward+backward ~1.5-1.7x torch's).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input: Tensor, negative_slope: float) -> tuple[Tensor, Tensor]:
+        return _leaky_and_mask(input, float(negative_slope))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.alpha = float(inputs[1])
+        mask = output[1]
+        ctx.mark_non_differentiable(mask)
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the mask output
+        ctx.save_for_backward(mask)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor | None, _grad_mask: Tensor | None = None):
+        if grad is None:
+            return None, None
+        (mask,) = ctx.saved_tensors
+        return _leaky_grad_from_mask(grad, mask, ctx.alpha), None
 
 
 class LeakyReLUInplaceFunction(Function):
@@ -218,13 +289,45 @@ class LeakyReLUInplaceFunction(Function):
 # absolute value rectification
 # --------------------------------------------------------------------------------------
 class AbsFunction(Function):
-    r"""Absolute value rectification, :math:`g(z) = |z| = \max\{0, z\} - \min\{0, z\}`.
+    r"""Absolute value rectification, :math:`g(z) = |z| = \max\{0, z\} - \min\{0, z\}`,
+    keeping its input, as torch.
+
+    Backward: :math:`\partial g / \partial z = \operatorname{sgn}(z) \in \{-1, 0, 1\}`, so
+    ``g'(0) = 0`` and ``g'(nan) = 0``, exactly as ``torch.abs``. The eager backward makes the
+    sign block by block in cache and multiplies it into the fresh gradient (torch writes the
+    sign out in full first).
+
+    Saved for backward: the input, 4 bytes per float32 element, as torch's ``abs``. The least
+    is the sign, 1 byte: :class:`AbsSignFunction`, which :func:`torchff.functional.abs_relu`
+    uses in the ``"memory"`` save mode (the default; :mod:`torchff.autograd.mode`), this one in
+    ``"speed"``.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input: Tensor) -> Tensor:
+        return torch.abs(input)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
+            ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (input,) = ctx.saved_tensors
+        return _times_sign(grad, input)
+
+
+class AbsSignFunction(Function):
+    r"""Absolute value rectification returning its sign: ``(|z|, sgn(z))``.
 
     Backward: :math:`\partial g / \partial z = \operatorname{sgn}(z) \in \{-1, 0, 1\}`, so
     ``g'(0) = 0`` and ``g'(nan) = 0``, exactly as ``torch.abs``.
 
-    Returns ``(|z|, sgn(z))``: the forward computes the sign with the value, in one pass over
-    the input, as a non-differentiable int8 tensor (:func:`torchff.functional.abs_relu`
+    The forward computes the sign with the value, block by block while the input is in cache,
+    and returns it as a non-differentiable int8 tensor (:func:`torchff.functional.abs_relu`
     returns the value only). Saved for backward: that sign, 1 byte per element (torch's
     ``abs`` keeps its input: 4 bytes for float32). The output cannot replace it: it is
     non-negative.
