@@ -60,10 +60,10 @@ def _times_sign(grad: Tensor, x: Tensor) -> Tensor:
     if not fused_ok(grad, x):
         return grad * torch.sign(x)
 
-    def kernel(g, x, out, s):
-        torch.mul(torch.sign(x, out=s), g, out=out)
+    def kernel(g, x, out):  # the sign into the output block, then times g in place
+        torch.sign(x, out=out).mul_(g)
 
-    return blockwise(kernel, [grad, x], [grad.dtype], [grad.dtype])[0]
+    return blockwise(kernel, [grad, x], [grad.dtype])[0]
 
 
 def _gt0_kernel(x: Tensor, mask: Tensor, s: Tensor) -> None:

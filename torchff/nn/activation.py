@@ -46,7 +46,8 @@ class ReLU(nn.ReLU):
 class LeakyReLU(nn.LeakyReLU):
     r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`.
 
-    Drop-in for :class:`torch.nn.LeakyReLU`; saves the output (slope >= 0) or a bool mask.
+    Drop-in for :class:`torch.nn.LeakyReLU`; saves the output (slope >= 0), else a bool mask (the
+    input, as torch, in the ``"speed"`` save mode: :mod:`torchff.autograd.mode`).
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -137,7 +138,8 @@ class GeneralizedReLU(nn.Module):
 class AbsReLU(nn.Module):
     r"""Absolute value rectification, :math:`|x|`; derivative :math:`\operatorname{sgn}(x)` (0 at 0).
 
-    Saves an int8 sign (1 byte per element).
+    Saves an int8 sign (1 byte per element); the input, as torch, in the ``"speed"`` save mode
+    (:mod:`torchff.autograd.mode`).
 
     Example::
 
