@@ -66,6 +66,14 @@ def _times_sign(grad: Tensor, x: Tensor) -> Tensor:
     return blockwise(kernel, [grad, x], [grad.dtype])[0]
 
 
+def _save_second_output(ctx, output: tuple[Tensor, Tensor]) -> None:
+    """Save a Function's second output (a 1-byte mask or sign made with the value): marked
+    non-differentiable, and no zero-filled gradient is made for it."""
+    ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(output[1])
+
+
 def _gt0_kernel(x: Tensor, mask: Tensor, s: Tensor) -> None:
     # compare into a cached float block, then narrow: ~2x faster than a bool-valued compare
     mask.copy_(torch.gt(x, 0, out=s))
@@ -240,10 +248,7 @@ class LeakyReLUMaskFunction(Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.alpha = float(inputs[1])
-        mask = output[1]
-        ctx.mark_non_differentiable(mask)
-        ctx.set_materialize_grads(False)  # no zero-filled gradient for the mask output
-        ctx.save_for_backward(mask)
+        _save_second_output(ctx, output)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, _grad_mask: Tensor | None = None):
@@ -341,10 +346,7 @@ class AbsSignFunction(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        sign = output[1]
-        ctx.mark_non_differentiable(sign)
-        ctx.set_materialize_grads(False)  # no zero-filled gradient for the sign output
-        ctx.save_for_backward(sign)
+        _save_second_output(ctx, output)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, _grad_sign: Tensor | None = None):
