@@ -14,7 +14,7 @@ import torch.nn.functional as TF
 from _activation_cases import CASE_IDS, CASES, INF, NAN, SPECIALS, away_from_kinks, step_ste_reference
 
 import torchff.functional as F
-from torchff.testing import check, check_parity, default_tolerances, saved_tensors
+from torchff.testing import check, check_parity, default_tolerances, nan_safe_equal, saved_tensors
 
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
 
@@ -360,3 +360,31 @@ def test_blockwise_matches_whole_tensor_and_reuses_scratch(small_blocks):
     t1, t2 = bw.scratch(800, [torch.float32, torch.float32], x.device)
     assert s1.data_ptr() == t1.data_ptr() and s2.data_ptr() == t2.data_ptr() != s1.data_ptr()
     assert bw.scratch(5000, [torch.float32], x.device)[0].data_ptr() not in (s1.data_ptr(), s2.data_ptr())
+
+
+# --------------------------------------------------------------------------------------
+# Functions that return their 1-byte mask or sign as a second output
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("blocks", ["whole", "blockwise"])
+def test_mask_and_sign_outputs(blocks, request):
+    from torchff.autograd import AbsSignFunction, LeakyReLUMaskFunction
+
+    if blocks == "blockwise":
+        request.getfixturevalue("small_blocks")
+    x = torch.randn(40, 71) * 3  # 2840 elements: 3 blocks of 1000 with small_blocks
+    x[0, :6] = torch.tensor([0.0, -0.0, NAN, INF, -INF, 1e-40])
+    x.requires_grad_()
+    out, mask = LeakyReLUMaskFunction.apply(x, -0.5)
+    assert mask.dtype == torch.bool and not mask.requires_grad
+    assert torch.equal(mask, x.detach() > 0)
+    assert nan_safe_equal(out, TF.leaky_relu(x.detach(), -0.5))
+    value, sign = AbsSignFunction.apply(x)
+    assert sign.dtype == torch.int8 and not sign.requires_grad
+    assert torch.equal(sign, torch.sign(x.detach()).to(torch.int8))  # 0 at ±0 and at nan
+    assert nan_safe_equal(value, torch.abs(x.detach()))
+    g = torch.randn_like(x)
+    (gl,) = torch.autograd.grad(out, x, g)  # the mask output is unused: no gradient made for it
+    (ga,) = torch.autograd.grad(value, x, g)
+    with torch.no_grad():
+        assert nan_safe_equal(gl, torch.where(x > 0, g, -0.5 * g))
+        assert nan_safe_equal(ga, g * torch.sign(x))
