@@ -152,9 +152,9 @@ class MaxoutLinearFunction(Function):
     Differentiable (double backward through the same formulas).
 
     Saved for backward: what ``nn.Linear`` keeps (the input when the weight needs a gradient,
-    the weight when the input does) and the winner index, 1 byte per output element. The ``k`` times wider pre-activation :math:`z` is never
-    kept; ``nn.Linear`` followed by ``view + torch.max`` keeps the same input and weight plus
-    8 bytes per output element.
+    the weight when the input does) and the winner index, 1 byte per output element. The
+    ``k`` times wider pre-activation :math:`z` is never kept; ``nn.Linear`` followed by
+    ``view + torch.max`` keeps the same input and weight plus 8 bytes per output element.
     """
 
     generate_vmap_rule = True

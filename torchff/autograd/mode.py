@@ -14,9 +14,8 @@ them):
 * :func:`torchff.functional.leaky_relu` with a negative slope: a bool mask or the input;
 * :func:`torchff.functional.abs_relu`: an int8 sign or the input.
 
-The mode is read
-when the forward runs (the backward follows what was saved); it is process-wide, as
-``torch.set_float32_matmul_precision``, and ``torch.compile`` guards on it.
+The mode is read when the forward runs (the backward follows what was saved); it is
+process-wide, as ``torch.set_float32_matmul_precision``, and ``torch.compile`` guards on it.
 
     >>> import torchff
     >>> with torchff.autograd.save_mode("speed"):
