@@ -139,9 +139,15 @@ def _times_small_kernel(grad: Tensor, small: Tensor, out: Tensor) -> None:
 def times_small(grad: Tensor, small: Tensor) -> Tensor:
     """``grad * small`` for a 1-byte tensor (int8 sign, bool mask) of ``grad``'s shape.
 
-    Eager: block by block, the 1-byte values are widened into the fresh result and multiplied
-    by ``grad`` in place while the block is in cache.
+    Eager: one pass with the compiled kernels (:mod:`torchff.autograd._native`), else block by
+    block, the 1-byte values widened into the fresh result and multiplied by ``grad`` in place
+    while the block is in cache.
     """
     if not fused_ok(grad, small):
         return grad * small.to(grad.dtype)
-    return blockwise(_times_small_kernel, [grad, _as_bytes(small)], [grad.dtype])[0]
+    from torchff.autograd import _native  # (imports this module)
+
+    small = _as_bytes(small)
+    if _native.supports(grad, small):
+        return _native.times_small(grad, small)
+    return blockwise(_times_small_kernel, [grad, small], [grad.dtype])[0]

@@ -1,8 +1,11 @@
 """The save mode: memory or speed, where keeping less for backward costs a pass torch does not.
 
 Most Functions keep less than torch at no cost in time (an output the next layer keeps anyway,
-a mask made in cache with the value). For a few, the least memory costs an extra pass over
-the input that composing torch's kernels cannot fuse away; there the mode decides:
+a mask made in cache with the value). For a few, the least memory is a mask or sign that
+must be written beside the value: the compiled kernels (:mod:`torchff.autograd._native`) do
+it in the same loop, but without them (no C compiler at install; CUDA; float16/bfloat16;
+strided tensors) it is an extra pass that composing torch's kernels cannot fuse away. There
+the mode decides:
 
 * ``"memory"`` (the default): keep the least, e.g. a 1-byte mask for a negative-slope leaky
   ReLU, where torch keeps the 4-byte float32 input;

@@ -1,0 +1,61 @@
+/*
+ * torchff's optional compiled kernels: the elementwise loops that write a value and its 1-byte
+ * mask or sign in one pass, and the backwards that read them, for contiguous CPU float32 and
+ * float64 arrays. Plain C (no Python or torch headers): torchff.autograd._native loads the
+ * built library with ctypes and calls each function on a chunk of the arrays per thread.
+ *
+ * Every loop is branch-free, so that compilers vectorize it (with -fno-trapping-math, which
+ * changes no value), and computes exactly what the torch-composed fallback computes:
+ *   leaky:  out = x * (x > 0 ? 1 : a)           mask = x > 0   (false for nan)
+ *   dleaky: out = g * (mask ? 1 : a)
+ *   abs:    out = |x|                           sign = (x > 0) - (x < 0)   (0 at 0 and nan)
+ *   dsmall: out = g * (float) small             (an int8 sign or a 0/1 mask)
+ */
+#include <math.h>
+#include <stdint.h>
+
+#ifdef _WIN32
+#define TORCHFF_API __declspec(dllexport)
+#elif defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+/* AVX-512 and AVX2 builds of each loop beside the baseline one, picked at load time by the CPU */
+#define TORCHFF_API __attribute__((visibility("default"), target_clones("avx512f", "avx2", "default")))
+#else
+#define TORCHFF_API __attribute__((visibility("default")))
+#endif
+
+#define TORCHFF_KERNELS(T, SUFFIX, FABS)                                                           \
+    TORCHFF_API void torchff_leaky_mask_##SUFFIX(const T *x, T *out, uint8_t *mask, double a,     \
+                                                 int64_t n) {                                     \
+        const T slope = (T)a;                                                                      \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T v = x[i];                                                                      \
+            const int p = v > (T)0;                                                                \
+            out[i] = v * (p ? (T)1 : slope);                                                       \
+            mask[i] = (uint8_t)p;                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+    TORCHFF_API void torchff_leaky_grad_mask_##SUFFIX(const T *g, const uint8_t *mask, T *out,    \
+                                                      double a, int64_t n) {                      \
+        const T slope = (T)a;                                                                      \
+        for (int64_t i = 0; i < n; ++i) out[i] = g[i] * (mask[i] ? (T)1 : slope);                  \
+    }                                                                                              \
+    TORCHFF_API void torchff_abs_sign_##SUFFIX(const T *x, T *out, int8_t *sign, int64_t n) {     \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T v = x[i];                                                                      \
+            out[i] = FABS(v);                                                                      \
+            sign[i] = (int8_t)((v > (T)0) - (v < (T)0));                                           \
+        }                                                                                          \
+    }                                                                                              \
+    TORCHFF_API void torchff_times_small_##SUFFIX(const T *g, const int8_t *small, T *out,        \
+                                                  int64_t n) {                                    \
+        for (int64_t i = 0; i < n; ++i) out[i] = g[i] * (T)small[i];                               \
+    }
+
+TORCHFF_KERNELS(float, f32, fabsf)
+TORCHFF_KERNELS(double, f64, fabs)
+
+#ifdef _WIN32
+/* setuptools builds this as an extension module, and on Windows exports its init symbol; the
+   library is loaded with ctypes, never imported */
+TORCHFF_API void *PyInit__kernels(void) { return 0; }
+#endif
