@@ -388,3 +388,29 @@ def test_mask_and_sign_outputs(blocks, request):
     with torch.no_grad():
         assert nan_safe_equal(gl, torch.where(x > 0, g, -0.5 * g))
         assert nan_safe_equal(ga, g * torch.sign(x))
+
+
+def test_forward_signatures_are_cached_exactly():
+    # torchff.autograd caches each Function's forward signature (Function.apply recomputes it
+    # on every call otherwise); the cache must be what inspect computes
+    import inspect
+
+    todo, found = list(torch.autograd.Function.__subclasses__()), 0
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("torchff."):
+            continue
+        f = cls.forward
+        cached = f.__signature__
+        del f.__signature__
+        try:
+            assert inspect.signature(f) == cached, cls
+        finally:
+            f.__signature__ = cached
+        found += 1
+    assert found >= 20
+    x = torch.randn(5, requires_grad=True)
+    from torchff.autograd import BinaryStepFunction
+
+    assert torch.equal(BinaryStepFunction.apply(x), (x >= 0).float())  # default ste=False still bound

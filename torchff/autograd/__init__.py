@@ -61,3 +61,27 @@ __all__ = [
     "cross_entropy_rows",
     "LinearCrossEntropyFunction",
 ]
+
+
+def _cache_forward_signatures() -> None:
+    """Give each torchff Function's ``forward`` its ``__signature__``.
+
+    ``Function.apply`` binds default arguments with ``inspect.signature(forward)`` on every call
+    when ``setup_context`` is defined (the style torchff uses), which recomputes the signature:
+    ~20 us per call. ``inspect.signature`` returns a function's ``__signature__`` when it has
+    one, so computing it once here removes that cost and changes nothing else.
+    """
+    import inspect
+
+    import torch
+
+    todo = list(torch.autograd.Function.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        forward = cls.__dict__.get("forward")
+        if cls.__module__.startswith("torchff.") and isinstance(forward, staticmethod):
+            forward.__func__.__signature__ = inspect.signature(forward.__func__)
+
+
+_cache_forward_signatures()

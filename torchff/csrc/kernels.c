@@ -17,21 +17,28 @@
 #ifdef _WIN32
 #define TORCHFF_API __declspec(dllexport)
 #elif defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
-/* AVX-512 and AVX2 builds of each loop beside the baseline one, picked at load time by the CPU */
-#define TORCHFF_API __attribute__((visibility("default"), target_clones("avx512f", "avx2", "default")))
+/* an AVX2 build of each loop beside the baseline one, picked at load time by the CPU */
+#define TORCHFF_API __attribute__((visibility("default"), target_clones("avx2", "default")))
 #else
 #define TORCHFF_API __attribute__((visibility("default")))
 #endif
+
+/* leaky: one loop per output array, over a block of the input small enough to stay in L1,
+   vectorizes better than one loop writing both (AVX2 here: ~1.0 ms against ~1.16 ms for 4 Mi
+   float32 elements; torch's leaky_relu alone ~0.86 ms). abs is faster as one loop. */
+#define TORCHFF_BLOCK 2048
 
 #define TORCHFF_KERNELS(T, SUFFIX, FABS)                                                           \
     TORCHFF_API void torchff_leaky_mask_##SUFFIX(const T *x, T *out, uint8_t *mask, double a,     \
                                                  int64_t n) {                                     \
         const T slope = (T)a;                                                                      \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
-            const T v = x[i];                                                                      \
-            const int p = v > (T)0;                                                                \
-            out[i] = v * (p ? (T)1 : slope);                                                       \
-            mask[i] = (uint8_t)p;                                                                  \
+        for (int64_t b = 0; b < n; b += TORCHFF_BLOCK) {                                           \
+            const int64_t e = b + TORCHFF_BLOCK < n ? b + TORCHFF_BLOCK : n;                       \
+            for (int64_t i = b; i < e; ++i) {                                                      \
+                const T v = x[i];                                                                  \
+                out[i] = v * (v > (T)0 ? (T)1 : slope);                                            \
+            }                                                                                      \
+            for (int64_t i = b; i < e; ++i) mask[i] = (uint8_t)(x[i] > (T)0);                      \
         }                                                                                          \
     }                                                                                              \
     TORCHFF_API void torchff_leaky_grad_mask_##SUFFIX(const T *g, const uint8_t *mask, T *out,    \
