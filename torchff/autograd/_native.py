@@ -101,7 +101,9 @@ def _run(name: str, dtype: torch.dtype, arrays: list[Tensor], scalars: tuple, n:
         fn(*(p for p, _ in ptrs), *scalars, n)
         return
     with _pool_lock:
-        if _pool is None or _pool_workers < chunks - 1:
+        if _pool is None or _pool_workers < chunks - 1:  # first use, or more threads since
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             _pool_workers = chunks - 1
             _pool = ThreadPoolExecutor(max_workers=_pool_workers, thread_name_prefix="torchff-native")
         pool = _pool
