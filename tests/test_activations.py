@@ -151,16 +151,6 @@ def test_binary_step_nan_differs_from_the_reference_idiom_only_at_nan():
 # --------------------------------------------------------------------------------------
 # shapes: 0-d, empty, non-contiguous, larger than one block, broadcast weights
 # --------------------------------------------------------------------------------------
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Blocks of 1000 elements, so that modest tensors take the blockwise path, partial last block included."""
-    import torchff.autograd._blockwise as bw
-
-    monkeypatch.setattr(bw, "_MIN_BLOCK", 1000)
-    monkeypatch.setattr(bw, "_PER_THREAD", 1)
-    assert bw.block_size() == 1000
-
-
 def _shaped_inputs():
     base = torch.randn(30, 71, dtype=torch.float32) * 4  # 2130 elements: 3 blocks of 1000, a partial one
     return {
@@ -369,8 +359,15 @@ def test_blockwise_matches_whole_tensor_and_reuses_scratch(small_blocks):
 def test_mask_and_sign_outputs(blocks, request):
     from torchff.autograd import AbsSignFunction, LeakyReLUMaskFunction
 
+    import torchff.autograd._blockwise as bw
+    import torchff.autograd.rectifier as rect
+
+    calls = []
     if blocks == "blockwise":
-        request.getfixturevalue("small_blocks")
+        request.getfixturevalue("small_blocks")  # (which also turns the compiled kernels off)
+        real, monkeypatch = bw.blockwise, request.getfixturevalue("monkeypatch")
+        for module in (bw, rect):  # both name it
+            monkeypatch.setattr(module, "blockwise", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     x = torch.randn(40, 71) * 3  # 2840 elements: 3 blocks of 1000 with small_blocks
     x[0, :6] = torch.tensor([0.0, -0.0, NAN, INF, -INF, 1e-40])
     x.requires_grad_()
@@ -388,6 +385,8 @@ def test_mask_and_sign_outputs(blocks, request):
     with torch.no_grad():
         assert nan_safe_equal(gl, torch.where(x > 0, g, -0.5 * g))
         assert nan_safe_equal(ga, g * torch.sign(x))
+    if blocks == "blockwise":
+        assert len(calls) == 4  # both forwards and both backwards ran block by block
 
 
 def test_forward_signatures_are_cached_exactly():

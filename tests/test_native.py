@@ -23,14 +23,6 @@ needs_native = pytest.mark.skipif(not _native.available(), reason="compiled kern
 SPECIALS = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-40, -1e-40, 1e30, -1e30, 1.0, -1.0]
 
 
-@pytest.fixture
-def without_native(monkeypatch):
-    """The pure-PyTorch paths only, as on a machine where the library was not built."""
-    monkeypatch.setattr(_native, "_lib", None)
-    monkeypatch.setattr(_native, "_loaded", True)
-    assert not _native.available()
-
-
 def _input(n, dtype):
     x = torch.randn(n, dtype=dtype) * 3
     k = min(n, len(SPECIALS))
@@ -91,7 +83,7 @@ def test_the_library_serves_the_functions(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_pytorch_paths_without_the_library(without_native, dtype):
+def test_pytorch_paths_without_the_library(small_blocks, dtype):  # (small_blocks: no library, 3 blocks)
     x = _input(3000, dtype)
     g = torch.randn(3000, dtype=dtype)
     with torch.no_grad():
@@ -128,3 +120,55 @@ def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setattr(_native, "_lib", None)
     monkeypatch.setattr(_native, "_loaded", False)
     assert not _native.available()
+
+
+@needs_native
+def test_fake_and_wrapper_tensors_never_reach_the_kernels():
+    # they report a CPU device and contiguity but have no data to point at (data_ptr() == 0)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    with FakeTensorMode():
+        x = torch.randn(64, 32, requires_grad=True)
+        assert not _native.supports(x.detach())
+        F.abs_relu(x).sum().backward()
+        F.leaky_relu(x, -0.5).sum().backward()
+    a = torch.randn(64, 32)
+    t = TwoTensor(a, a.clone())
+    with torch.no_grad():
+        assert not _native.supports(t)
+    t.requires_grad_()
+    out = F.abs_relu(t)
+    assert torch.equal(out.a, a.abs()) and torch.equal(out.b, a.abs())
+
+
+@needs_native
+def test_concurrent_calls_from_several_threads(monkeypatch):
+    import sys
+    import threading
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    errors = []
+
+    def work(n):
+        x = _input(n, torch.float32)
+        want_out, want_sign = torch.abs(x), torch.sign(x).to(torch.int8)
+        try:
+            for _ in range(100):
+                with torch.no_grad():
+                    out, sign = _native.abs_and_sign(x)
+                assert nan_safe_equal(out, want_out) and torch.equal(sign, want_sign)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in (2 << 16, 8 << 16, 3 << 16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors

@@ -9,7 +9,7 @@ import torch.nn.functional as TF
 import torchff
 import torchff.functional as F
 from torchff.autograd import (
-    AbsFunction,
+    AbsInputFunction,
     AbsSignFunction,
     LeakyReLUFunction,
     LeakyReLUMaskFunction,
@@ -49,7 +49,7 @@ def test_set_save_mode_is_process_wide_until_reset():
         (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), "memory", LeakyReLUMaskFunction, 1),
         (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), "speed", LeakyReLUFunction, 4),
         (F.abs_relu, torch.abs, "memory", AbsSignFunction, 1),
-        (F.abs_relu, torch.abs, "speed", AbsFunction, 4),
+        (F.abs_relu, torch.abs, "speed", AbsInputFunction, 4),
     ],
 )
 def test_each_mode_saves_its_tensor_with_torchs_values_and_gradients(ours, ref, mode, function, per_elem):

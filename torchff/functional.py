@@ -114,7 +114,7 @@ def abs_relu(input: Tensor) -> Tensor:
     if not (torch.is_grad_enabled() and input.requires_grad):
         return torch.abs(input)  # no graph: the sign would be computed for nothing
     if _mode.get_save_mode() == "speed":
-        return _rect.AbsFunction.apply(input)
+        return _rect.AbsInputFunction.apply(input)
     return _rect.AbsSignFunction.apply(input)[0]
 
 

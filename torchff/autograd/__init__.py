@@ -3,7 +3,7 @@
 from torchff.autograd.mode import get_save_mode, save_mode, set_save_mode
 from torchff.autograd.maxout import MaxoutFunction, MaxoutLinearFunction
 from torchff.autograd.rectifier import (
-    AbsFunction,
+    AbsInputFunction,
     AbsSignFunction,
     LeakyReLUFunction,
     LeakyReLUInplaceFunction,
@@ -33,7 +33,7 @@ __all__ = [
     "get_save_mode",
     "save_mode",
     "set_save_mode",
-    "AbsFunction",
+    "AbsInputFunction",
     "AbsSignFunction",
     "BinaryStepFunction",
     "LeakyReLUFunction",

@@ -19,22 +19,24 @@ import ctypes
 import importlib.util
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from torchff.autograd._blockwise import fused_ok
 
 __all__ = ["abs_and_sign", "available", "leaky_and_mask", "leaky_grad_from_mask", "supports", "times_small"]
 
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # not FakeTensor, DTensor or other subclasses (no real data)
 _MIN_CHUNK = 1 << 16  # elements: below two chunks' worth, one call on the calling thread
+_MAX_WORKERS = max(1, (os.cpu_count() or 1) - 1)  # pool threads; the calling thread runs one chunk too
 
 _lib: ctypes.CDLL | None = None
 _loaded = False
-_pool: ThreadPoolExecutor | None = None
-_pool_workers = 0
+_pool: ThreadPoolExecutor | None = None  # made once, never replaced: callers may hold it
 _pool_lock = threading.Lock()
 
 
@@ -69,53 +71,65 @@ def available() -> bool:
 
 def supports(*tensors: Tensor) -> bool:
     """True when the compiled kernels may run on ``tensors``: the first one float32 or float64,
-    all on the CPU, contiguous, plain eager tensors, and the library loaded."""
+    all plain strided CPU tensors (no subclass, no fake or wrapper tensor), contiguous, in plain
+    eager mode (:func:`fused_ok`, no dispatch mode that expects to see the ops), and the
+    library loaded."""
     return (
         tensors[0].dtype in _SUFFIX
-        and all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+        and all(
+            type(t) in _PLAIN and t.layout == torch.strided and t.device.type == "cpu" and t.is_contiguous()
+            for t in tensors
+        )
         and fused_ok(*tensors)
+        and _get_current_dispatch_mode() is None
         and available()
     )
 
 
-def _reset_pool() -> None:  # a forked child has the parent's pool object but none of its threads
-    global _pool, _pool_workers
-    _pool, _pool_workers = None, 0
+def _reset_pool() -> None:
+    # a forked child has the parent's pool object but none of its threads, and maybe its lock held
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pool)
 
 
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:  # threads start on demand, up to _MAX_WORKERS
+            _pool = ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="torchff-native")
+        return _pool
+
+
+def _call(fn, arrays: list[Tensor], scalars: tuple, start: int, count: int) -> None:
+    # ``arrays`` is held here until the call returns, whatever happens to the caller's frame
+    fn(*(t.data_ptr() + start * t.element_size() for t in arrays), *scalars, count)
+
+
 def _run(name: str, dtype: torch.dtype, arrays: list[Tensor], scalars: tuple, n: int) -> None:
     """Call ``torchff_<name>_<dtype>(*arrays, *scalars, count)`` over ``n`` elements, split into
     one chunk per intra-op thread (the last chunk on the calling thread)."""
-    global _pool, _pool_workers
     lib = _load()
     if lib is None:
         raise RuntimeError("torchff's compiled kernels are not available (see torchff.autograd._native)")
     fn = getattr(lib, f"torchff_{name}_{_SUFFIX[dtype]}")
-    ptrs = [(t.data_ptr(), t.element_size()) for t in arrays]
-    chunks = max(1, min(torch.get_num_threads(), n // _MIN_CHUNK))
+    chunks = max(1, min(torch.get_num_threads(), n // _MIN_CHUNK, _MAX_WORKERS + 1))
     if chunks == 1:
-        fn(*(p for p, _ in ptrs), *scalars, n)
+        _call(fn, arrays, scalars, 0, n)
         return
-    with _pool_lock:
-        if _pool is None or _pool_workers < chunks - 1:  # first use, or more threads since
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool_workers = chunks - 1
-            _pool = ThreadPoolExecutor(max_workers=_pool_workers, thread_name_prefix="torchff-native")
-        pool = _pool
+    pool = _get_pool()
     step = -(-n // chunks)
-    starts = range(0, n, step)
-    futures = [
-        pool.submit(fn, *(p + s * size for p, size in ptrs), *scalars, min(step, n - s)) for s in starts[:-1]
-    ]
-    s = starts[-1]
-    fn(*(p + s * size for p, size in ptrs), *scalars, n - s)
+    starts = list(range(0, n, step))
+    futures = [pool.submit(_call, fn, arrays, scalars, s, min(step, n - s)) for s in starts[:-1]]
+    try:
+        _call(fn, arrays, scalars, starts[-1], n - starts[-1])
+    finally:  # never return (or raise) while a pool thread still writes into the outputs
+        wait(futures)
     for f in futures:
-        f.result()
+        f.result()  # re-raise a pool thread's error
 
 
 def leaky_and_mask(x: Tensor, alpha: float) -> tuple[Tensor, Tensor]:

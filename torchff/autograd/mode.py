@@ -18,7 +18,9 @@ them):
 * :func:`torchff.functional.abs_relu`: an int8 sign or the input.
 
 The mode is read when the forward runs (the backward follows what was saved); it is
-process-wide, as ``torch.set_float32_matmul_precision``, and ``torch.compile`` guards on it.
+process-wide, as ``torch.set_float32_matmul_precision`` (not per thread, as ``torch.no_grad``:
+a :func:`save_mode` block changes it for every thread while it is open, so a multithreaded
+program should set it once), and ``torch.compile`` guards on it.
 
     >>> import torchff
     >>> with torchff.autograd.save_mode("speed"):

@@ -31,7 +31,7 @@ __all__ = [
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
     "LeakyReLUMaskFunction",
-    "AbsFunction",
+    "AbsInputFunction",
     "AbsSignFunction",
     "PReLUFunction",
     "PReLUSaves",
@@ -302,7 +302,7 @@ class LeakyReLUInplaceFunction(Function):
 # --------------------------------------------------------------------------------------
 # absolute value rectification
 # --------------------------------------------------------------------------------------
-class AbsFunction(Function):
+class AbsInputFunction(Function):
     r"""Absolute value rectification, :math:`g(z) = |z| = \max\{0, z\} - \min\{0, z\}`,
     keeping its input, as torch.
 
