@@ -73,7 +73,8 @@ def supports(*tensors: Tensor) -> bool:
     """True when the compiled kernels may run on ``tensors``: the first one float32 or float64,
     all plain strided CPU tensors (no subclass, no fake or wrapper tensor), contiguous, in plain
     eager mode (:func:`fused_ok`, no dispatch mode that expects to see the ops), and the
-    library loaded."""
+    library loaded. Callers test :func:`fused_ok` first: under ``torch.compile`` the checks
+    here must not be traced (dynamo rejects the dispatch-mode query in a full graph)."""
     return (
         tensors[0].dtype in _SUFFIX
         and all(
