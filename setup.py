@@ -1,13 +1,15 @@
-"""Builds torchff's optional compiled kernels (``torchff/csrc/kernels.c`` -> ``torchff._kernels``).
+"""Builds torchff's C kernels (``torchff/csrc/*.c`` -> ``torchff._kernels``).
 
 The package itself is described in ``pyproject.toml``. The extension is optional: where no C
-compiler is found the install goes on, and torchff runs its pure-PyTorch paths
-(``torchff.autograd._native.available()`` says which is in use).
+compiler is found the install goes on, and CPU tensors take each op's composite
+implementation (``torchff.kernels._c.available()`` says whether the library loaded).
 """
 
+import glob
 import os
 
 from setuptools import Extension, setup
 
 flags = [] if os.name == "nt" else ["-O3", "-fno-trapping-math"]
-setup(ext_modules=[Extension("torchff._kernels", ["torchff/csrc/kernels.c"], extra_compile_args=flags, optional=True)])
+sources = sorted(glob.glob("torchff/csrc/*.c"))
+setup(ext_modules=[Extension("torchff._kernels", sources, extra_compile_args=flags, optional=True)])

@@ -1,8 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# Without a GPU the Triton kernels run under triton's interpreter, on CPU tensors
+# (tests/triton_support.py); the variable must be set before anything imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # The benchmark suite (``benchmarks/``, not installed) is importable from the tests; appended, so
 # an installed torchff still wins over the source tree.

@@ -12,15 +12,15 @@ import torch
 from torch import Tensor
 from torch.nn import _reduction as _Reduction
 
-from torchff.autograd import bernoulli as _bern
-from torchff.autograd import cross_entropy as _ce
+from torchff.autograd import bernoulli as _bernoulli
+from torchff.autograd import cross_entropy as _cross_entropy
 from torchff.autograd import maxout as _maxout
 from torchff.autograd import mode as _mode
-from torchff.autograd import fused as _fused
-from torchff.autograd import rectifier as _rect
-from torchff.autograd import regression as _regr
+from torchff.autograd import fused as _linear_ce
+from torchff.autograd import rectifier as _rectifier
+from torchff.autograd import regression as _regression
 from torchff.autograd import smooth as _smooth
-from torchff.autograd import softmax as _sm
+from torchff.autograd import softmax as _softmax
 from torchff.autograd import step as _step
 
 __all__ = [
@@ -38,6 +38,20 @@ __all__ = [
     # maxout units
     "maxout",
     "maxout_linear",
+    # output units and their costs
+    "softmax",
+    "log_softmax",
+    "binary_cross_entropy_with_logits",
+    "bernoulli_nll",
+    "cross_entropy",
+    "softmax_nll",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "gaussian_nll_loss",
+    "laplace_nll_loss",
+    # the softmax output layer without its logits
+    "linear_cross_entropy",
 ]
 
 
@@ -62,8 +76,8 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.relu_(input)  # no graph to record: torch's op returns the very object
-        return _rect.ReLUInplaceFunction.apply(input)
-    return _rect.ReLUFunction.apply(input)
+        return _rectifier.ReLUInplaceFunction.apply(input)
+    return _rectifier.ReLUFunction.apply(input)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -81,11 +95,11 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
-        return _rect.LeakyReLUInplaceFunction.apply(input, negative_slope)
+        return _rectifier.LeakyReLUInplaceFunction.apply(input, negative_slope)
     recording = torch.is_grad_enabled() and input.requires_grad
     if negative_slope < 0 and recording and _mode.get_save_mode() == "memory":
-        return _rect.LeakyReLUMaskFunction.apply(input, negative_slope)[0]  # mask made with the value
-    return _rect.LeakyReLUFunction.apply(input, negative_slope)
+        return _rectifier.LeakyReLUMaskFunction.apply(input, negative_slope)[0]  # mask made with the value
+    return _rectifier.LeakyReLUFunction.apply(input, negative_slope)
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -114,13 +128,13 @@ def abs_relu(input: Tensor) -> Tensor:
     if not (torch.is_grad_enabled() and input.requires_grad):
         return torch.abs(input)  # no graph: the sign would be computed for nothing
     if _mode.get_save_mode() == "speed":
-        return _rect.AbsInputFunction.apply(input)
-    return _rect.AbsSignFunction.apply(input)[0]
+        return _rectifier.AbsInputFunction.apply(input)
+    return _rectifier.AbsSignFunction.apply(input)[0]
 
 
 def _prelu_saves(input: Tensor, weight: Tensor) -> int:
     """The least :class:`~torchff.autograd.rectifier.PReLUFunction` needs to keep for these values."""
-    saves = _rect.PReLUSaves
+    saves = _rectifier.PReLUSaves
     need_input, need_weight = input.requires_grad, weight.requires_grad
     if not torch.is_grad_enabled() or not (need_input or need_weight):
         return saves.INPUT  # no graph: nothing is kept
@@ -156,7 +170,7 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     if weight.dim() > 1:
         raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.dim()}")
     input, weight = _autocast_to_lower(input.device.type, input, weight)  # prelu is on autocast's list
-    return _rect.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
+    return _rectifier.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -238,21 +252,6 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
 # --------------------------------------------------------------------------------------
 # output units and their costs (torchff.autograd.softmax, .cross_entropy, .bernoulli, .regression)
 # --------------------------------------------------------------------------------------
-__all__ += [
-    "softmax",
-    "log_softmax",
-    "binary_cross_entropy_with_logits",
-    "bernoulli_nll",
-    "cross_entropy",
-    "softmax_nll",
-    "nll_loss",
-    "mse_loss",
-    "l1_loss",
-    "gaussian_nll_loss",
-    "laplace_nll_loss",
-]
-
-
 def _get_softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     # torch.nn.functional's legacy rule for an implicit softmax dim, with its warning
     _warnings.warn(
@@ -310,7 +309,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
         input = input.to(dtype)
     else:
         (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
-    return _sm.SoftmaxFunction.apply(input, dim)
+    return _softmax.SoftmaxFunction.apply(input, dim)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
@@ -324,7 +323,7 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
         input = input.to(dtype)
     else:
         (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
-    return _sm.LogSoftmaxFunction.apply(input, dim)
+    return _softmax.LogSoftmaxFunction.apply(input, dim)
 
 
 def binary_cross_entropy_with_logits(
@@ -356,7 +355,7 @@ def binary_cross_entropy_with_logits(
                 f"binary_cross_entropy_with_logits: {argument} of shape {tuple(t.shape)} does not broadcast "
                 f"to the input's shape {tuple(input.shape)}"
             )
-    return _bern.BCEWithLogitsFunction.apply(input, target, weight, pos_weight, red)
+    return _bernoulli.BCEWithLogitsFunction.apply(input, target, weight, pos_weight, red)
 
 
 bernoulli_nll = binary_cross_entropy_with_logits
@@ -442,11 +441,11 @@ def cross_entropy(
         if input.dim() < 1:
             raise ValueError(f"Expected 1 or more dimensions (got {input.dim()})")
         _check_weight("cross_entropy", input, weight, input.shape[1 if input.dim() >= 2 else 0])
-        return _ce.CrossEntropyProbsFunction.apply(input, target, weight, red, float(label_smoothing))
+        return _cross_entropy.CrossEntropyProbsFunction.apply(input, target, weight, red, float(label_smoothing))
     if label_smoothing > 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     target = _check_index_target("cross_entropy", input, target, weight, ignore_index)
-    return _ce.CrossEntropyFunction.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
+    return _cross_entropy.CrossEntropyFunction.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
 
 
 softmax_nll = cross_entropy
@@ -469,7 +468,7 @@ def nll_loss(
     red = _reduction_enum(size_average, reduce, reduction)
     input, weight = _autocast_to_float32(input.device.type, input, weight)
     target = _check_index_target("nll_loss", input, target, weight, ignore_index)
-    return _ce.NLLLossFunction.apply(input, target, weight, int(ignore_index), red)
+    return _cross_entropy.NLLLossFunction.apply(input, target, weight, int(ignore_index), red)
 
 
 def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, weight):
@@ -511,7 +510,7 @@ def mse_loss(
 
     Saves the residual :math:`x - y` only (torch keeps input and target).
     """
-    return _pointwise_loss("mse_loss", _regr.MSELossFunction, input, target, size_average, reduce, reduction, weight)
+    return _pointwise_loss("mse_loss", _regression.MSELossFunction, input, target, size_average, reduce, reduction, weight)
 
 
 def l1_loss(
@@ -525,7 +524,7 @@ def l1_loss(
     r"""Laplace negative log-likelihood with unit scale (up to a constant): :math:`|x - y|`,
     optionally weighted. torch's signature; saves the residual only.
     """
-    return _pointwise_loss("l1_loss", _regr.L1LossFunction, input, target, size_average, reduce, reduction, weight)
+    return _pointwise_loss("l1_loss", _regression.L1LossFunction, input, target, size_average, reduce, reduction, weight)
 
 
 def _spread_argument(name: str, input: Tensor, spread: Tensor | float) -> Tensor:
@@ -569,7 +568,7 @@ def gaussian_nll_loss(
         raise ValueError(reduction + " is not valid")
     input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _regr.GaussianNLLFunction.apply(input, target, var, bool(full), float(eps), red)[0]
+    return _regression.GaussianNLLFunction.apply(input, target, var, bool(full), float(eps), red)[0]
 
 
 def laplace_nll_loss(
@@ -592,15 +591,12 @@ def laplace_nll_loss(
         raise ValueError(reduction + " is not valid")
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _regr.LaplaceNLLFunction.apply(input, target, scale, bool(full), float(eps), red)[0]
+    return _regression.LaplaceNLLFunction.apply(input, target, scale, bool(full), float(eps), red)[0]
 
 
 # --------------------------------------------------------------------------------------
 # fused softmax output layer (torchff.autograd.fused)
 # --------------------------------------------------------------------------------------
-__all__ += ["linear_cross_entropy"]
-
-
 def linear_cross_entropy(
     input: Tensor,
     weight: Tensor,
@@ -628,16 +624,16 @@ def linear_cross_entropy(
     Returns the reduced loss, or with ``reduction='none'`` a loss of ``target``'s shape.
     With ``'mean'``/``'sum'`` and grad enabled, the gradients are computed during this call.
     """
-    _fused.validate_linear_cross_entropy(
+    _linear_ce.validate_linear_cross_entropy(
         input, weight, target, bias, ignore_index, reduction, label_smoothing, chunk_size
     )
     x = input.reshape(-1, input.shape[-1])
     t = target.reshape(-1)
     if t.dtype != torch.int64:
         t = t.long()
-    rows = int(chunk_size) if chunk_size is not None else _fused.default_chunk_size(x.shape[0], weight.shape[0])
+    rows = int(chunk_size) if chunk_size is not None else _linear_ce.default_chunk_size(x.shape[0], weight.shape[0])
     grad = torch.is_grad_enabled()
-    out = _fused.LinearCrossEntropyFunction.apply(
+    out = _linear_ce.LinearCrossEntropyFunction.apply(
         x, weight, bias, t, int(ignore_index), reduction, float(label_smoothing), rows,
         grad and input.requires_grad,
         grad and weight.requires_grad,
