@@ -173,18 +173,30 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     return _rectifier.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
 
 
+def _apply(function, core, *args):
+    """``function.apply(*args)``; under ``torch.compile`` ``core.apply(*args)``, its base class
+    without ``jvp`` (dynamo graph-breaks on an autograd.Function that defines ``jvp``)."""
+    if torch.compiler.is_compiling():
+        return core.apply(*args)
+    return function.apply(*args)
+
+
 def sigmoid(input: Tensor) -> Tensor:
-    r"""Logistic sigmoid, :math:`1/(1 + e^{-x})`. Saves only the output."""
-    return _smooth.SigmoidFunction.apply(input)
+    r"""Logistic sigmoid, :math:`1/(1 + e^{-x})`, derivative :math:`\sigma(1 - \sigma)`.
+
+    torch's kernels; saves the output, as torch (4 B per float32 element).
+    """
+    return _apply(_smooth.SigmoidFunction, _smooth._Sigmoid, input)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x > \text{threshold}`.
 
-    Saves only the output (torch keeps the input) for thresholds of at least 17.5 (37.5 in
-    float64), which includes the default in float32/16; the input below them, as torch.
+    Derivative :math:`\sigma(\beta x)` (1 in the linear region), computed in float32 for half
+    inputs. torch's kernels and numerics (subnormal values and slopes for :math:`\beta x` below
+    -88.7); saves the input, as torch (4 B per float32 element), never the output.
     """
-    return _smooth.SoftplusFunction.apply(input, beta, threshold)
+    return _apply(_smooth.SoftplusFunction, _smooth._Softplus, input, beta, threshold)
 
 
 def binary_step(input: Tensor, ste: bool = False) -> Tensor:
@@ -199,24 +211,19 @@ def binary_step(input: Tensor, ste: bool = False) -> Tensor:
 # --------------------------------------------------------------------------------------
 # maxout units (torchff.autograd.maxout)
 # --------------------------------------------------------------------------------------
-def _check_pieces(pieces: int) -> int:
-    if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
-        raise ValueError(f"maxout: pieces must be a positive int, got {pieces!r}")
-    return pieces
-
-
 def maxout(input: Tensor, pieces: int, dim: int = -1) -> Tensor:
     r"""Maxout along ``dim``: :math:`g_i = \max_{j < k} x_{ik + j}` with ``k = pieces``.
 
     Unit ``i`` takes the ``pieces`` consecutive elements ``i*k ... i*k + k - 1`` along ``dim``
     (``input.unflatten(dim, (-1, k)).amax(dim + 1)``), so the output has ``size // pieces``
     along ``dim``. The gradient goes to the first maximal piece of each group (the first nan
-    in a group holding one), as ``torch.max``. Saves a 1-byte index per output element.
+    in a group holding one), as ``torch.max``. Value and index come from one pass
+    (``torchff::maxout``); saves a 1-byte index per output element (torch.max keeps 8).
 
     Raises:
         ValueError: if ``pieces`` is not a positive int or does not divide the size along ``dim``.
     """
-    pieces = _check_pieces(pieces)
+    pieces = _maxout.check_pieces(pieces)
     ndim = input.dim()
     if ndim == 0 or not -ndim <= dim < ndim:
         raise IndexError(f"maxout: dim {dim} is out of range for a {ndim}-d input")
@@ -226,7 +233,7 @@ def maxout(input: Tensor, pieces: int, dim: int = -1) -> Tensor:
         raise ValueError(
             f"maxout: the size {size} of dim {dim} is not a multiple of pieces={pieces}"
         )
-    return _maxout.MaxoutFunction.apply(input, pieces, d)[0]
+    return _apply(_maxout._MaxoutFunction, _maxout._Maxout, input, pieces, d)[0]
 
 
 def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, pieces: int) -> Tensor:
@@ -238,7 +245,7 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
     :math:`\nabla_X = G W`, :math:`\nabla_b = \sum G`); saves the input, the weight and a
     1-byte index per output element, never the pre-activation.
     """
-    pieces = _check_pieces(pieces)
+    pieces = _maxout.check_pieces(pieces)
     if weight.dim() != 2:
         raise ValueError(f"maxout_linear: weight must be 2-d, got shape {tuple(weight.shape)}")
     if weight.shape[0] % pieces != 0:
@@ -246,7 +253,7 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
             f"maxout_linear: the {weight.shape[0]} rows of weight are not a multiple of pieces={pieces}"
         )
     input, weight, bias = _autocast_to_lower(input.device.type, input, weight, bias)
-    return _maxout.MaxoutLinearFunction.apply(input, weight, bias, pieces)[0]
+    return _apply(_maxout._MaxoutLinearFunction, _maxout._MaxoutLinear, input, weight, bias, pieces)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -309,7 +316,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
         input = input.to(dtype)
     else:
         (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
-    return _softmax.SoftmaxFunction.apply(input, dim)
+    return _apply(_softmax.SoftmaxFunction, _softmax._Softmax, input, dim)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
@@ -323,7 +330,7 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
         input = input.to(dtype)
     else:
         (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
-    return _softmax.LogSoftmaxFunction.apply(input, dim)
+    return _apply(_softmax.LogSoftmaxFunction, _softmax._LogSoftmax, input, dim)
 
 
 def binary_cross_entropy_with_logits(

@@ -1,7 +1,6 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
 from torchff.autograd.mode import get_save_mode, save_mode, set_save_mode
-from torchff.autograd.maxout import MaxoutFunction, MaxoutLinearFunction
 from torchff.autograd.rectifier import (
     AbsInputFunction,
     AbsSignFunction,
@@ -39,8 +38,6 @@ __all__ = [
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
     "LeakyReLUMaskFunction",
-    "MaxoutFunction",
-    "MaxoutLinearFunction",
     "PReLUFunction",
     "PReLUSaves",
     "ReLUFunction",
