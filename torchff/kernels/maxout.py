@@ -12,7 +12,7 @@ index in one pass, and the backward scatter.
 Implementations (the dispatcher picks one): the C loop of ``torchff/csrc/maxout.c`` on CPU for
 contiguous float32/float64 with a ``uint8`` index (inputs are made contiguous first); the Triton
 kernels of :mod:`torchff.kernels.triton.maxout` on CUDA for float32/float16/bfloat16 (compared
-natively: the maximum is exact in every dtype); the composite of torch ops for every other
+in float32, exact for each); the composite of torch ops for every other
 device, dtype (half on CPU, integers) and index width. Outputs are always contiguous.
 """
 

@@ -3,8 +3,8 @@ r"""Maxout's CUDA kernels (``torchff::maxout`` and ``torchff::maxout_backward``)
 The input is viewed as ``(rows, k, inner)`` (contiguous), the output and its ``uint8`` index as
 ``(rows, inner)``. One program covers ``BLOCK`` output elements (forward) or input elements
 (backward); ``inner == 1`` (the maxout dim last, the usual case) is specialized by triton's
-launcher, which folds the divisions. Values are compared in their own dtype (float32, float16,
-bfloat16: the maximum is exact in each); the winner rule is ``torch.max``'s (first maximum,
+launcher, which folds the divisions. Values are compared in float32 (float16 and bfloat16
+convert to it exactly, so the maximum is the input's own value); the winner rule is ``torch.max``'s (first maximum,
 first nan), as the CPU kernel.
 """
 
@@ -28,14 +28,14 @@ def maxout_kernel(x_ptr, out_ptr, index_ptr, n, inner, pieces, BLOCK: tl.constex
     mask = offs < n
     row = offs // inner
     base = x_ptr + (row * pieces * inner + (offs - row * inner))
-    best = tl.load(base, mask=mask)
+    best = tl.load(base, mask=mask).to(tl.float32)  # exact for float16 / bfloat16
     index = tl.zeros([BLOCK], dtype=tl.int32)
     for j in range(1, pieces):
-        v = tl.load(base + j * inner, mask=mask)
+        v = tl.load(base + j * inner, mask=mask).to(tl.float32)
         take = (v > best) | ((v != v) & (best == best))
         best = tl.where(take, v, best)
         index = tl.where(take, j, index)
-    tl.store(out_ptr + offs, best, mask=mask)
+    tl.store(out_ptr + offs, best.to(out_ptr.dtype.element_ty), mask=mask)
     tl.store(index_ptr + offs, index.to(tl.uint8), mask=mask)
 
 
