@@ -8,7 +8,7 @@ op: torch already has the one kernel, which a torchff op could at best equal.
   backward: read the gradient and the saved tensor, write the result), so a Triton kernel would
   move the same bytes.
 * CPU: torch's kernels are vectorized (SLEEF ``exp``/``log1p``); a plain-C loop calling libm's
-  scalar ``expf``/``logf`` is several times slower (``benchmarks/`` measures both ops).
+  scalar ``expf``/``logf`` is slower than them on large tensors (``benchmarks/`` measures the ops).
 * ``torch.compile``: dynamo traces the Function and inductor sees ``aten::softplus`` and
   ``aten::sigmoid``, which it fuses with their neighbours; an opaque op could not be fused.
 
