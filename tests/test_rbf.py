@@ -240,3 +240,14 @@ def test_mlp_with_rbf_first_layer():
         tnn.MLP(2, [8], 2, features="fourier")
     with pytest.raises(ValueError, match="center_init"):
         tnn.MLP(2, [8], 2, features="rbf", center_init="grid")
+
+
+def test_benchmark_runs_and_measures(capsys):
+    from benchmarks import rbf as bench
+
+    (row,) = bench.main(["--sizes", "64x16x3", "--rounds", "1", "--min-run-time", "0.001", "--device", "cpu"])
+    assert row["max_abs_diff"] < 1e-5
+    assert row["saved"]["torchff"]["extra"] == 0  # the output and the arguments only
+    assert row["saved"]["torch"]["extra"] >= 64 * 16 * 4
+    assert row["time_s"]["torchff"] > 0 and row["time_s"]["torch"] > 0 and row["time_ratio"] > 0
+    assert "time ratio" in capsys.readouterr().out

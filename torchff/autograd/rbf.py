@@ -50,7 +50,8 @@ def _sq_distances(x: Tensor, c: Tensor) -> Tensor:
     """``(N, M)`` squared distances ``|x|^2 - 2 x c^T + |c|^2`` by one GEMM, clamped at 0 (a fresh buffer)."""
     x2 = (x * x).sum(1, keepdim=True)
     c2 = (c * c).sum(1)
-    return torch.addmm(x2 + c2, x, c.t(), alpha=-2.0).clamp_min_(0.0)
+    # addmm broadcasts |c|^2 into its own output; |x|^2 is added in place: one N x M buffer
+    return torch.addmm(c2, x, c.t(), alpha=-2.0).add_(x2).clamp_min_(0.0)
 
 
 def rbf_forward(x: Tensor, c: Tensor, gamma: Tensor) -> Tensor:

@@ -45,7 +45,7 @@ def kmeans_plus_plus(x: Tensor, num_centers: int, generator: torch.Generator | N
 
 
 def _sq_dist(x: Tensor, c: Tensor) -> Tensor:
-    return torch.addmm((x * x).sum(1, keepdim=True) + (c * c).sum(1), x, c.t(), alpha=-2.0).clamp_min_(0.0)
+    return torch.addmm((c * c).sum(1), x, c.t(), alpha=-2.0).add_((x * x).sum(1, keepdim=True)).clamp_min_(0.0)
 
 
 class RBF(nn.Module):
