@@ -676,6 +676,7 @@ def perceptron_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> T
         raise ValueError(f"{reduction} is not a valid value for reduction")
     torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
     red = _Reduction.get_enum(reduction)
+    (input,) = _autocast_to_float32(input.device.type, input)  # a loss: float32 under autocast
     return _perceptron.function().apply(input, target, red)[0]
 
 
@@ -707,7 +708,7 @@ def rbf(input: Tensor, centers: Tensor, gamma: float | Tensor = 1.0) -> Tensor:
         )
     if not input.is_floating_point() or not centers.is_floating_point():
         raise RuntimeError(f"rbf(): expected floating point input and centers, got {input.dtype} and {centers.dtype}")
-    if input.dtype != centers.dtype:
+    if input.dtype != centers.dtype and not torch.is_autocast_enabled(input.device.type):
         raise RuntimeError(f"rbf(): input and centers must have the same dtype, got {input.dtype} and {centers.dtype}")
     if not isinstance(gamma, Tensor):
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
@@ -721,6 +722,12 @@ def rbf(input: Tensor, centers: Tensor, gamma: float | Tensor = 1.0) -> Tensor:
             )
         if gamma.dim() == 1 and gamma.shape[0] == 1 and centers.shape[0] != 1:
             gamma = gamma.reshape(())
-        if gamma.dtype != input.dtype:
-            gamma = gamma.to(input.dtype)
+    device_type = input.device.type
+    if torch.is_autocast_enabled(device_type):
+        # float32, as torch.cdist under autocast; the GEMMs inside must not be autocast back down
+        input, centers, gamma = _autocast_to_float32(device_type, input, centers, gamma)
+        with torch.autocast(device_type, enabled=False):
+            return _rbf.function().apply(input, centers, gamma.to(input.dtype))
+    if gamma.dtype != input.dtype:
+        gamma = gamma.to(input.dtype)
     return _rbf.function().apply(input, centers, gamma)

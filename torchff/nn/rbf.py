@@ -59,9 +59,9 @@ class RBF(nn.Module):
         in_features: ``D``, the size of each input sample.
         num_centers: ``M``, the number of features.
         gamma: the initial width :math:`\gamma = \epsilon^2` of every center (> 0).
-        learnable: learn the centers (a parameter with ``requires_grad=True``); ``False`` keeps them
-            fixed (still a parameter, frozen, so optimizers skip it and ``state_dict`` is the same).
-        learnable_gamma: learn one width per center too (keyword only; default fixed).
+        learnable: learn the centers (a parameter); ``False`` keeps them fixed (a buffer: no
+            gradient, not in ``parameters()``; the ``state_dict`` key is the same).
+        learnable_gamma: learn one width per center too (a parameter; keyword only; default: a buffer).
 
     Attributes:
         centers: ``(num_centers, in_features)``, initialised from N(0, 1); set them from data with
@@ -96,8 +96,17 @@ class RBF(nn.Module):
         self.in_features = in_features
         self.num_centers = num_centers
         self.gamma_init = float(gamma)
-        self.centers = nn.Parameter(torch.empty((num_centers, in_features), **factory), requires_grad=bool(learnable))
-        self.gamma = nn.Parameter(torch.empty(num_centers, **factory), requires_grad=bool(learnable_gamma))
+        centers = torch.empty((num_centers, in_features), **factory)
+        gamma_t = torch.empty(num_centers, **factory)
+        # learned: a parameter; fixed: a buffer (no gradient, not in parameters()); the same state_dict key
+        if learnable:
+            self.centers = nn.Parameter(centers)
+        else:
+            self.register_buffer("centers", centers)
+        if learnable_gamma:
+            self.gamma = nn.Parameter(gamma_t)
+        else:
+            self.register_buffer("gamma", gamma_t)
         self.register_buffer("initialized", torch.tensor(False, device=device))
         self.reset_parameters()
 
