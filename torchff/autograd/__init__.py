@@ -28,6 +28,8 @@ from torchff.autograd.losses import (
     cross_entropy_rows,
 )
 from torchff.autograd.fused import LinearCrossEntropyFunction
+from torchff.autograd.perceptron import PerceptronLossFunction
+from torchff.autograd.rbf import RBFFunction
 
 __all__ = [
     "get_save_mode",
@@ -58,6 +60,9 @@ __all__ = [
     "LaplaceNLLFunction",
     "cross_entropy_rows",
     "LinearCrossEntropyFunction",
+    # the perceptron and radial basis function features
+    "PerceptronLossFunction",
+    "RBFFunction",
 ]
 
 
