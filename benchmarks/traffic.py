@@ -23,7 +23,9 @@ Fake tensors have no values, so each op is also run on real CPU "mirrors" of the
 and a host read returns the mirror's true value: the code takes the branch it would take on a
 GPU. The autograd engine is told the tensors are on the CPU (the engine would otherwise ask a
 CUDA context that a machine without a GPU does not have); Python sees ``cuda`` through
-``tensor.device`` and ``tensor.is_cuda``.
+``tensor.device`` and ``tensor.is_cuda``, and ``.cpu()`` / ``.to("cpu")`` copy to the host. C++
+code that branches on a tensor's device (none of torchff's ops or torch's ops measured here)
+would see the CPU.
 """
 
 from __future__ import annotations
@@ -203,26 +205,54 @@ class TrafficMode(TorchDispatchMode):
         return out
 
 
+def _to_host(self, dtype=None, non_blocking=False, memory_format=torch.preserve_format):
+    return torch.ops.aten._to_copy.default(self, dtype=dtype or self.dtype, device=torch.device("cpu"),
+                                           non_blocking=non_blocking, memory_format=memory_format)
+
+
+def _fake_cpu(self, memory_format=torch.preserve_format):
+    if self.fake_device.type == "cpu":
+        return torch.Tensor.cpu(self, memory_format=memory_format)
+    return _to_host(self, memory_format=memory_format)
+
+
+def _fake_to(self, *args, **kwargs):
+    device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+    if device is not None and device.type == "cpu" and self.fake_device.type != "cpu":
+        return _to_host(self, dtype, non_blocking, memory_format or torch.preserve_format)
+    return torch.Tensor.to(self, *args, **kwargs)
+
+
+_PYTHON_VIEW = {
+    "is_cuda": property(lambda self: self.fake_device.type == "cuda"),
+    "cpu": _fake_cpu,
+    "to": _fake_to,
+}
+
+
 @contextmanager
-def _python_is_cuda():
-    """``FakeTensor.is_cuda`` from the fake device while counting (the C++ property asks the
-    dispatcher, which :class:`TrafficMode` answers with the CPU for the autograd engine)."""
-    had = "is_cuda" in FakeTensor.__dict__
-    old = FakeTensor.__dict__.get("is_cuda")
-    FakeTensor.is_cuda = property(lambda self: self.fake_device.type == "cuda")
+def _python_sees_the_fake_device():
+    """While counting, ``FakeTensor.is_cuda``, ``.cpu()`` and ``.to("cpu")`` follow the fake
+    device. (Their C++ implementations ask the dispatcher for the device, which
+    :class:`TrafficMode` answers with the CPU for the autograd engine's sake: ``.cpu()`` would
+    otherwise be a no-op, and the device-to-host copy it makes on a GPU would go uncounted.)"""
+    saved = {k: FakeTensor.__dict__[k] for k in _PYTHON_VIEW if k in FakeTensor.__dict__}
+    for k, v in _PYTHON_VIEW.items():
+        setattr(FakeTensor, k, v)
     try:
         yield
     finally:
-        if had:
-            FakeTensor.is_cuda = old
-        else:
-            del FakeTensor.is_cuda
+        for k in _PYTHON_VIEW:
+            if k in saved:
+                setattr(FakeTensor, k, saved[k])
+            else:
+                delattr(FakeTensor, k)
 
 
 @contextmanager
 def counting():
     """``with counting() as mode:`` a fake-CUDA world with a :class:`TrafficMode` on top."""
-    with _python_is_cuda(), FakeTensorMode(allow_non_fake_inputs=True), TrafficMode() as mode:
+    with _python_sees_the_fake_device(), FakeTensorMode(allow_non_fake_inputs=True), TrafficMode() as mode:
         yield mode
 
 

@@ -250,6 +250,9 @@ def test_a_host_read_is_one_sync_and_takes_the_true_branch():
     assert t.kernel_names() == ["aten::gt", "aten::all", "aten::sub"]
     assert traffic.count_call(lambda x: x[x > 0], z).syncs() == 1  # data-dependent shape
     assert traffic.count_call(lambda x: x.cpu(), z).syncs() == 1  # device to host
+    assert traffic.count_call(lambda x: x.to("cpu", torch.float64), z).syncs() == 1
+    assert traffic.count_call(lambda x: x.to(torch.float64), z).syncs() == 0  # stays on the device
+    assert traffic.count_call(lambda x: x.tolist(), z).syncs() >= 1
     assert traffic.count_call(lambda x: torch._assert_async((x != 0).all()), z).syncs() == 0
 
 
