@@ -132,6 +132,7 @@ class TrafficMode(TorchDispatchMode):
         self.traffic = Traffic()
         self.phase = "setup"
         self.mirror: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.unmirrored: list[str] = []  # ops the CPU mirror could not run (their outputs read as zeros)
 
     # -- the real CPU mirror ------------------------------------------------------------
     def _real(self, a):
@@ -152,6 +153,8 @@ class TrafficMode(TorchDispatchMode):
             return func(*real_args, **real_kwargs)
 
     def _link(self, fake_out, real_out) -> None:
+        if real_out is None:
+            return
         for f, r in zip(tree_flatten(fake_out)[0], tree_flatten(real_out)[0]):
             if isinstance(f, FakeTensor) and isinstance(r, torch.Tensor):
                 self.mirror[f] = r
@@ -192,7 +195,13 @@ class TrafficMode(TorchDispatchMode):
         if func is torch.ops.prim.device.default:
             return torch.device("cpu")  # what C++ (the autograd engine) sees; Python sees the fake device
         sync = self._is_sync(func, args, kwargs)
-        real_out = self._run_real(func, args, kwargs)
+        try:
+            real_out = self._run_real(func, args, kwargs)
+        except Exception:  # e.g. a kernel that only runs on a GPU: no mirror, values unknown (zeros)
+            if sync or torch.Tag.dynamic_output_shape in func.tags:
+                raise
+            self.unmirrored.append(str(func))
+            real_out = None
         if sync and (torch.Tag.data_dependent_output in func.tags or func._schema.name.endswith("_local_scalar_dense")):
             out = real_out  # a host value (a Python scalar or a CPU tensor): the mirror's true one
         elif torch.Tag.dynamic_output_shape in func.tags:
