@@ -684,7 +684,7 @@ def perceptron_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> T
     torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
     red = _Reduction.get_enum(reduction)
     (input,) = _autocast_to_float32(input.device.type, input)  # a loss: float32 under autocast
-    return _perceptron.function().apply(input, target, red)[0]
+    return _apply(_perceptron.PerceptronLossFunction, _perceptron.PerceptronLossTracedFunction, input, target, red)[0]
 
 
 def rbf(input: Tensor, centers: Tensor, gamma: float | Tensor = 1.0) -> Tensor:
@@ -734,7 +734,7 @@ def rbf(input: Tensor, centers: Tensor, gamma: float | Tensor = 1.0) -> Tensor:
         # float32, as torch.cdist under autocast; the GEMMs inside must not be autocast back down
         input, centers, gamma = _autocast_to_float32(device_type, input, centers, gamma)
         with torch.autocast(device_type, enabled=False):
-            return _rbf.function().apply(input, centers, gamma.to(input.dtype))
+            return _apply(_rbf.RBFFunction, _rbf.RBFTracedFunction, input, centers, gamma.to(input.dtype))
     if gamma.dtype != input.dtype:
         gamma = gamma.to(input.dtype)
-    return _rbf.function().apply(input, centers, gamma)
+    return _apply(_rbf.RBFFunction, _rbf.RBFTracedFunction, input, centers, gamma)

@@ -122,7 +122,3 @@ class PerceptronLossTracedFunction(PerceptronLossFunction):
 
     jvp = staticmethod(Function.jvp)
 
-
-def function() -> type[Function]:
-    """The Function to apply here: :class:`PerceptronLossTracedFunction` while ``torch.compile`` traces, else :class:`PerceptronLossFunction`."""
-    return PerceptronLossTracedFunction if torch.compiler.is_compiling() else PerceptronLossFunction

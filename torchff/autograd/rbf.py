@@ -158,7 +158,3 @@ class RBFTracedFunction(RBFFunction):
 
     jvp = staticmethod(Function.jvp)
 
-
-def function() -> type[Function]:
-    """The Function to apply here: :class:`RBFTracedFunction` while ``torch.compile`` traces, else :class:`RBFFunction`."""
-    return RBFTracedFunction if torch.compiler.is_compiling() else RBFFunction
