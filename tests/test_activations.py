@@ -246,7 +246,7 @@ def _chain_saved(act, x):
     "ours, ref, fewer",
     [
         (F.relu, TF.relu, 0),
-        (F.leaky_relu, TF.leaky_relu, 4),  # torch keeps the Linear's output, we the activation's
+        (F.leaky_relu, TF.leaky_relu, 3),  # 1-byte mask (never the output, which may change in place)
         (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),  # 1-byte mask
         (F.abs_relu, torch.abs, 3),  # int8 sign
         (F.sigmoid, torch.sigmoid, 0),
@@ -259,27 +259,29 @@ def test_linear_activation_linear_chain_saves_less(ours, ref, fewer):
     assert _chain_saved(ref, x) - _chain_saved(ours, x) == fewer * 128 * 32
 
 
-def test_prelu_in_a_chain_keeps_nothing_beyond_the_next_linear():
+@pytest.mark.parametrize("w_grad, fewer", [(True, 0), (False, 3)])  # the input as torch; a mask
+def test_prelu_in_a_chain_saves_as_torch_or_a_mask(w_grad, fewer):
     x = torch.randn(128, 64, requires_grad=True)
-    w = torch.full((32,), 0.25, requires_grad=True)
+    w = torch.full((32,), 0.25, requires_grad=w_grad)
     ours = _chain_saved(lambda t: F.prelu(t, w), x)
     theirs = _chain_saved(lambda t: TF.prelu(t, w), x)
-    assert theirs - ours == 4 * 128 * 32
+    assert theirs - ours == fewer * 128 * 32
 
 
 # --------------------------------------------------------------------------------------
-# PReLU: what is saved follows the slopes and which gradients are needed
+# PReLU: what is saved follows which gradients are needed, never the slopes' values
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "w, x_grad, w_grad, per_elem",
     [
-        ([0.25, 0.5], True, True, 0),  # output
-        ([0.25, 0.5], False, True, 0),  # output, also for the weight's gradient alone
-        ([0.25, -0.5], True, True, 4),  # input, as torch
-        ([0.25, 0.0], True, True, 4),  # a zero slope erases min(0, z) from the output
-        ([0.25, 0.0], True, False, 0),  # ... but the sign is still there
-        ([0.25, -0.5], True, False, 1),  # mask
-        ([0.25, INF], True, True, 4),  # a non-finite slope: the input
+        ([0.25, 0.5], True, True, 4),  # input, as torch
+        ([0.25, 0.5], False, True, 4),  # input: the weight's gradient needs min(0, z)
+        ([0.25, -0.5], True, True, 4),
+        ([0.25, 0.0], True, True, 4),
+        ([0.25, 0.0], True, False, 1),  # frozen weight: a bool mask
+        ([0.25, -0.5], True, False, 1),
+        ([0.25, INF], True, True, 4),
+        ([0.25, INF], True, False, 1),
     ],
 )
 def test_prelu_saves_the_least(w, x_grad, w_grad, per_elem):

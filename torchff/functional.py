@@ -91,16 +91,17 @@ def relu_(input: Tensor) -> Tensor:
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`.
 
-    Saves the output for a non-negative slope (0 extra bytes in a network). For a negative
-    slope, the save mode (:mod:`torchff.autograd.mode`) decides: a 1-byte bool mask
-    (``"memory"``, the default) or the input, as torch, at torch's speed (``"speed"``).
+    For any slope (negative, zero, nan), the save mode (:mod:`torchff.autograd.mode`) decides
+    what backward keeps: a 1-byte bool mask ``x > 0`` made with the value (``"memory"``, the
+    default) or the input, as torch, at torch's speed (``"speed"``). Never the output, which the
+    caller may change in place before backward.
     """
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
         return _rectifier.LeakyReLUInplaceFunction.apply(input, negative_slope)
     recording = torch.is_grad_enabled() and input.requires_grad
-    if negative_slope < 0 and recording and _mode.get_save_mode() == "memory":
+    if recording and _mode.get_save_mode() == "memory":
         return _rectifier.LeakyReLUMaskFunction.apply(input, negative_slope)[0]  # mask made with the value
     return _rectifier.LeakyReLUFunction.apply(input, negative_slope)
 
@@ -136,30 +137,23 @@ def abs_relu(input: Tensor) -> Tensor:
 
 
 def _prelu_saves(input: Tensor, weight: Tensor) -> int:
-    """The least :class:`~torchff.autograd.rectifier.PReLUFunction` needs to keep for these values."""
+    """The least :class:`~torchff.autograd.rectifier.PReLUFunction` needs for the gradients asked
+    for: chosen from ``requires_grad`` only, never from the weight's values (no host sync)."""
     saves = _rectifier.PReLUSaves
-    need_input, need_weight = input.requires_grad, weight.requires_grad
-    if not torch.is_grad_enabled() or not (need_input or need_weight):
-        return saves.INPUT  # no graph: nothing is kept
-    if torch.compiler.is_compiling() or any(
+    if weight.requires_grad or torch.compiler.is_compiling() or any(
         torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (input, weight)
     ):
-        return saves.INPUT  # the slopes cannot be looked at
-    w = weight.detach()
-    if bool(((w > 0) & torch.isfinite(w)).all()):
-        return saves.OUTPUT
-    if not need_weight:
-        return saves.OUTPUT if bool((w >= 0).all()) else saves.MASK
-    return saves.INPUT
+        return saves.INPUT  # the weight's gradient needs min(0, z); transforms may ask for it
+    return saves.MASK
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}`; ``weight`` has 1 element or one per channel
     (dim 1 of ``input``), and is 0-d or 1-d, as torch's.
 
-    Keeps the least the backward needs for the weight's values: the output when every slope is
-    positive (0 extra bytes in a network), a bool mask when the weight needs no gradient and
-    some slope is negative, the input otherwise (as torch).
+    Keeps the input, as torch, when the weight needs a gradient, else a 1-byte bool mask
+    ``x > 0`` (and the weight). Never the output, which the caller may change in place before
+    backward; the choice reads no tensor values (no host sync).
     """
     if weight.numel() != 1:  # torch's checks, in torch's order
         if input.dim() == 0:

@@ -196,16 +196,12 @@ class LeakyReLUFunction(Function):
     Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
     :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention).
 
-    Saved for backward:
-
-    * :math:`\alpha \ge 0`: the output, whose sign is the input's (``out > 0`` exactly when
-      ``z > 0``): 0 extra bytes per element in a network, where torch's ``leaky_relu`` keeps
-      its input (4 bytes for float32);
-    * :math:`\alpha < 0`: the output is non-negative on both sides, so it cannot tell them
-      apart: the input, as torch (4 bytes per float32 element), and torch's speed. The least
-      is one bit, a bool mask ``z > 0``: :class:`LeakyReLUMaskFunction` keeps that, at the cost
-      of one more pass (:func:`torchff.functional.leaky_relu` picks by the save mode,
-      :mod:`torchff.autograd.mode`).
+    Saved for backward: the input, as torch's ``leaky_relu`` (4 bytes per float32 element),
+    for any :math:`\alpha` (nan included). Never the output: the caller may change it in place
+    before backward (``nn.Dropout(inplace=True)``, ``out += r``), which works with torch. The
+    least is one bit, a bool mask ``z > 0``: :class:`LeakyReLUMaskFunction` keeps that, made with
+    the value (:func:`torchff.functional.leaky_relu` picks by the save mode,
+    :mod:`torchff.autograd.mode`).
     """
 
     generate_vmap_rule = True
@@ -218,34 +214,33 @@ class LeakyReLUFunction(Function):
     def setup_context(ctx, inputs, output):
         input, alpha = inputs
         ctx.alpha = float(alpha)
-        ctx.from_output = not ctx.alpha < 0
         if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(output if ctx.from_output else input)
+            ctx.save_for_backward(input)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (saved,) = ctx.saved_tensors
-        return _aten.leaky_relu_backward(grad, saved, ctx.alpha, ctx.from_output), None
+        (input,) = ctx.saved_tensors
+        return _aten.leaky_relu_backward(grad, input, ctx.alpha, False), None
 
 
 class LeakyReLUMaskFunction(Function):
-    r"""Generalized rectifier with a fixed negative slope, returning its mask:
+    r"""Generalized rectifier with a fixed slope, returning its mask:
     ``(h, z > 0)`` with :math:`h = \max\{0, z\} + \alpha \min\{0, z\}`.
 
-    For :math:`\alpha < 0` the output is non-negative on both sides of 0, so the backward needs
-    one bit per element, :math:`1[z > 0]`. This Function computes it with the value (in one
-    loop, or block by block while the input is in cache) and returns it as a second, non-differentiable output
-    (``torch.bool``); :func:`torchff.functional.leaky_relu` uses it for negative slopes in the
-    ``"memory"`` save mode (the default) and returns the value only.
+    The backward needs one bit per element, :math:`1[z > 0]`, for any :math:`\alpha` (nan
+    included). This Function computes it with the value (in one loop, or block by block while
+    the input is in cache) and returns it as a second, non-differentiable output
+    (``torch.bool``); :func:`torchff.functional.leaky_relu` uses it for every slope in the
+    ``"memory"`` save mode (the default) and returns the value only. The mask is private, so
+    in-place changes to the output before backward are safe, as with torch.
 
     Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
     :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention), for any :math:`\alpha`.
 
     Saved for backward: the mask, 1 byte per element (torch's ``leaky_relu`` keeps its input:
     4 bytes for float32). Contiguous CPU float32/float64 tensors take the compiled kernels
-    (:mod:`torchff.autograd._native`: value and mask in one loop; eager 4096x1024 float32
-    forward+backward 1.1-1.4x torch's on a shared 2-core machine); without them, the mask is
-    a pass over the input that torch does not make (1.4-2.6x).
+    (:mod:`torchff.autograd._native`: value and mask in one loop); without them, the mask is
+    a pass over the input that torch does not make.
     """
 
     generate_vmap_rule = True
@@ -373,7 +368,6 @@ class PReLUSaves:
     """What :class:`PReLUFunction` keeps for backward (its ``saves`` argument)."""
 
     INPUT = 0  #: the input, as torch: always valid
-    OUTPUT = 1  #: the output: every slope positive and finite
     MASK = 2  #: a bool mask ``z > 0``: the weight's gradient is not needed
 
 
@@ -407,22 +401,16 @@ class PReLUFunction(Function):
     * :math:`\partial L / \partial a_c = \sum g \cdot \min\{0, z\}` over the channel's elements.
 
     Saved for backward (``saves``, a :class:`PReLUSaves` value that
-    :func:`torchff.functional.prelu` picks as the least for the weight's values and for which
-    gradients are needed), besides the weight:
+    :func:`torchff.functional.prelu` picks from which gradients are needed, never from the
+    weight's values, which would cost a device-to-host sync), besides the weight:
 
-    * ``OUTPUT``, every :math:`a_c > 0` (and finite): the sign of the output is the input's and
-      :math:`\min\{0, z\} = \min\{0, h\} / a_c` (up to rounding; fewer bits where
-      :math:`a_c z` underflows to a subnormal), so 0 extra bytes per element in a network,
-      where torch's ``prelu`` keeps its input (4 bytes for float32);
-    * ``MASK``, the weight needs no gradient and some :math:`a_c < 0`: only
-      :math:`\partial h / \partial z` is needed, which is one bit, so a bool mask (1 byte per
-      element). With every :math:`a_c \ge 0` and no weight gradient, ``OUTPUT`` is used
-      (``out > 0`` exactly when ``z > 0``);
-    * ``INPUT`` otherwise (a weight gradient with some :math:`a_c \le 0`: ``a_c = 0`` erases
-      :math:`\min\{0, z\}` from the output, and a negative slope makes the output positive on
-      both sides, so output plus a mask would be 5 bytes, more than torch's 4), and inside
-      ``torch.compile`` / ``torch.func`` where the weight cannot be inspected: the input, as
-      torch (4 bytes per float32 element).
+    * ``INPUT`` when the weight needs a gradient (it needs :math:`\min\{0, z\}`), and inside
+      ``torch.compile`` / ``torch.func``: the input, as torch (4 bytes per float32 element);
+    * ``MASK`` when only the input needs a gradient: :math:`\partial h / \partial z` is one
+      bit, so a bool mask ``z > 0`` (1 byte per element).
+
+    Never the output, which the caller may change in place before backward (and which loses
+    :math:`\min\{0, z\}` where a slope is 0 or not finite).
     """
 
     generate_vmap_rule = True
@@ -435,68 +423,50 @@ class PReLUFunction(Function):
     def setup_context(ctx, inputs, output):
         input, weight = inputs[:2]
         saves = inputs[2] if len(inputs) > 2 else PReLUSaves.INPUT
-        if saves == PReLUSaves.MASK and ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1]:
             saves = PReLUSaves.INPUT  # a mask cannot give the weight's gradient
-        ctx.saves = saves
         if any(ctx.needs_input_grad[:2]):  # (setup_context also runs when no graph is recorded)
-            carrier = {PReLUSaves.INPUT: input, PReLUSaves.OUTPUT: output}.get(saves)
-            ctx.save_for_backward(_positive_mask(input) if carrier is None else carrier, weight)
+            ctx.save_for_backward(input if saves == PReLUSaves.INPUT else _positive_mask(input), weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved, weight = ctx.saved_tensors
         need_input, need_weight = ctx.needs_input_grad[:2]
-        # lerp-free exact select below needs finite slopes; anything else takes the formulas
-        if not fused_ok(grad, saved, weight) or not bool(torch.isfinite(weight).all()):
-            grads = _prelu_backward_plain(grad, saved, weight, ctx.saves, need_input, need_weight)
-        else:
-            grads = _prelu_backward_fused(grad, saved, weight, ctx.saves, need_input, need_weight)
-        return (*grads, None)
+        backward = _prelu_backward_fused if fused_ok(grad, saved, weight) else _prelu_backward_plain
+        return (*backward(grad, saved, weight, need_input, need_weight), None)
 
 
-def _prelu_backward_fused(grad, saved, weight, saves, need_input, need_weight):
+def _prelu_backward_fused(grad, saved, weight, need_input, need_weight):
     """Eager path: blocks of whole rows (dim 0), so that the channel dim 1 stays intact and the
-    temporaries stay in cache; one fresh tensor (the input's gradient)."""
+    temporaries stay in cache; one fresh tensor (the input's gradient). Exact for any slope
+    (0, negative, inf, nan): a select, never a blend of the two sides."""
     shape = grad.shape
     if grad.dim() == 0:
         grad, saved = grad.reshape(1), saved.reshape(1)
     w = _channel_view(weight, grad).to(grad.dtype)
-    scalar_slope = float(weight) if weight.numel() == 1 and weight.device.type == "cpu" else None
     grad_input = torch.empty_like(grad) if need_input else None
     grad_weight = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device) if need_weight else None
     sum_dims = [d for d in range(grad.dim()) if d != 1] if weight.numel() > 1 else None
     # blocks help a CPU's caches; elsewhere one pass over whole tensors is best
     blocks = list(row_blocks(grad.shape)) if grad.device.type == "cpu" else [slice(None)]
     n = max((grad[b].numel() for b in blocks), default=0)
-    s1, s2 = scratch(n, [grad.dtype, grad.dtype], grad.device)
+    s1, m1 = scratch(n, [grad.dtype, torch.bool], grad.device)
     for b in blocks:
         g, z = grad[b], saved[b]
-        t1, t2 = s1[: g.numel()].view(g.shape), s2[: g.numel()].view(g.shape)
+        t1 = s1[: g.numel()].view(g.shape)
         if need_input:
-            positive = t1.copy_(z) if z.dtype == torch.bool else torch.gt(z, 0, out=t1)  # 1.0 / 0.0
-            if scalar_slope is not None:  # z > 0 exactly where positive > 0
-                _aten.leaky_relu_backward.grad_input(g, positive, scalar_slope, False, grad_input=grad_input[b])
-            else:
-                # positive + (1 - positive) * a is exactly 1 or a (one term is 0), then times g
-                slope = torch.sub(1.0, positive, out=t2).mul_(w)
-                torch.mul(slope.add_(positive), g, out=grad_input[b])
-        if need_weight:
-            neg = torch.clamp_max(z, 0, out=t1).mul_(g)  # min(0, z) g, or min(0, h) g = a min(0, z) g
+            positive = z if z.dtype == torch.bool else torch.gt(z, 0, out=m1[: g.numel()].view(g.shape))
+            torch.where(positive, g, torch.mul(g, w, out=t1), out=grad_input[b])  # 1 or a_c, times g
+        if need_weight:  # saved is the input here
+            neg = torch.clamp_max(z, 0, out=t1).mul_(g)  # min(0, z) g
             grad_weight += (neg.sum(sum_dims) if sum_dims else neg.sum()).reshape(weight.shape)
-    if need_weight and saves == PReLUSaves.OUTPUT:
-        grad_weight = grad_weight.div_(weight)
     return (grad_input.reshape(shape) if need_input else None), grad_weight
 
 
-def _prelu_backward_plain(grad, saved, weight, saves, need_input, need_weight):
+def _prelu_backward_plain(grad, saved, weight, need_input, need_weight):
     """Out-of-place, differentiable formulas (double backward, torch.func, torch.compile)."""
     w = _channel_view(weight, grad)
     positive = saved if saved.dtype == torch.bool else saved > 0
     grad_input = torch.where(positive, grad, grad * w) if need_input else None
-    grad_weight = None
-    if need_weight:
-        z_neg = torch.clamp_max(saved, 0)
-        if saves == PReLUSaves.OUTPUT:
-            z_neg = z_neg / w
-        grad_weight = _reduce_to_weight(grad * z_neg, weight)
+    grad_weight = _reduce_to_weight(grad * torch.clamp_max(saved, 0), weight) if need_weight else None
     return grad_input, grad_weight

@@ -46,8 +46,8 @@ class ReLU(nn.ReLU):
 class LeakyReLU(nn.LeakyReLU):
     r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`.
 
-    Drop-in for :class:`torch.nn.LeakyReLU`; saves the output (slope >= 0), else a bool mask (the
-    input, as torch, in the ``"speed"`` save mode: :mod:`torchff.autograd.mode`).
+    Drop-in for :class:`torch.nn.LeakyReLU`; saves a 1-byte bool mask for any slope (the input,
+    as torch, in the ``"speed"`` save mode: :mod:`torchff.autograd.mode`), never the output.
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -59,8 +59,8 @@ class PReLU(nn.PReLU):
     r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}` with learnable ``weight`` (1 or ``num_parameters``
     slopes, along dim 1). Drop-in for :class:`torch.nn.PReLU` (same ``weight`` parameter).
 
-    Saves the output while every slope is positive, a bool mask when the weight is frozen and
-    some slope is negative, the input otherwise (as torch).
+    Saves the input and the weight, as torch; a 1-byte bool mask instead of the input when the
+    weight is frozen. Never the output (in-place changes to it before backward are safe).
     """
 
     def forward(self, input: Tensor) -> Tensor:
