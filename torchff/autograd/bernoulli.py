@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from torchff.autograd.regression import _out_of_place
+
 __all__ = ["BCEWithLogitsFunction"]
 
 NONE, MEAN, SUM = 0, 1, 2
@@ -51,9 +53,10 @@ def _log1p_exp_neg_abs(z: Tensor, exact: bool) -> Tensor:
 
 
 def _relu_minus_yz(z: Tensor, y: Tensor) -> Tensor:
-    r""":math:`\max(z, 0) - y z` (non-negative for y in [0, 1]) in a fresh buffer."""
-    # out-of-place addcmul: its in-place form has no vmap batching rule
-    return torch.addcmul(torch.clamp_min(z, 0), y, z, value=-1)
+    r""":math:`\max(z, 0) - y z` (non-negative for y in [0, 1]) in a fresh buffer, as
+    :math:`z\,([z \ge 0] - y)`: one product, so an infinite logit gives torch's ``inf``
+    (:math:`z = \infty`, :math:`y < 1`) rather than :math:`\infty - \infty`."""
+    return torch.mul(z, torch.ge(z, 0).to(z.dtype).sub_(y))
 
 
 def _loss_elements(z: Tensor, y: Tensor, w: Tensor | None, pw: Tensor | None, exact: bool) -> Tensor:
@@ -128,7 +131,7 @@ class BCEWithLogitsFunction(Function):
             numel = torch.broadcast_shapes(z.shape, *(t.shape for t in (w, pw) if t is not None)).numel()
             g = g / numel
         grad_z = grad_y = None
-        if torch.is_grad_enabled():  # out-of-place, differentiable (double backward)
+        if _out_of_place(g):  # out-of-place, differentiable (double backward)
             if need_z:
                 s = torch.sigmoid(z)
                 d = s - y if pw is None else (1 + (pw - 1) * y) * s - pw * y

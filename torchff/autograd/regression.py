@@ -47,6 +47,14 @@ def _result_dtype(*tensors: Tensor | None) -> torch.dtype:
     return dtype
 
 
+_REAL = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def _real(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of a complex one (``dtype.to_real()``, which dynamo cannot trace)."""
+    return _REAL.get(dtype, dtype)
+
+
 def _residual(input: Tensor, target: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.sub(input.to(dtype), target.to(dtype))
 
@@ -83,6 +91,19 @@ def _residual_grads(ctx, g_res: Tensor | None, d: Tensor, inputs_shape: tuple, i
     gx = _sum_to(g_res, inputs_shape[0]).to(input_dtype) if ctx.needs_input_grad[0] else None
     gy = _sum_to(-g_res, inputs_shape[1]).to(target_dtype) if ctx.needs_input_grad[1] else None
     return gx, gy
+
+
+def _out_of_place(grad: Tensor) -> bool:
+    """Whether backward must use out-of-place ops: under grad mode (double backward), and when the
+    incoming gradient is batched by vmap (``is_grads_batched=True``, ``jacobian(vectorize=True)``),
+    where an in-place op on an unbatched buffer cannot take a batched operand. Those two use
+    torch's legacy vmap, whose ``Batched`` dispatch key has no Python predicate; the function
+    transforms (``torch.func``) wrap their tensors as functorch tensors."""
+    if torch.is_grad_enabled():
+        return True
+    if torch.compiler.is_compiling():  # dynamo cannot trace the checks below; a traced grad is not batched
+        return False
+    return torch._C._functorch.is_functorch_wrapped_tensor(grad) or "Batched" in str(torch._C._dispatch_keys(grad))
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -170,8 +191,8 @@ class L1LossFunction(Function):
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, reduction: int):
         dtype = _opmath(_result_dtype(input, target, weight))
         d = _residual(input, target, dtype)
-        loss = _weighted_reduce(d.abs(), weight, reduction, dtype)
-        return loss.to(_result_dtype(input, target, weight)), d
+        loss = _weighted_reduce(d.abs(), weight, reduction, _real(dtype))
+        return loss.to(_real(_result_dtype(input, target, weight))), d  # real for complex, as torch
 
     setup_context = staticmethod(_save_residual)
 
@@ -183,13 +204,13 @@ class L1LossFunction(Function):
         if grad is not None:
             if weight is None:
                 g = _upstream(grad, ctx.reduction, d.numel(), d.dtype)
-                g_res = _add(g_res, torch.sign(d) * g if torch.is_grad_enabled() else torch.sign(d).mul_(g))
+                g_res = _add(g_res, torch.sgn(d) * g if _out_of_place(g) else torch.sgn(d).mul_(g))
             else:
                 w = weight.to(d.dtype)
                 g = grad.to(d.dtype)
                 if ctx.reduction == MEAN:
                     g = g / w.sum()
-                g_res = _add(g_res, torch.sign(d) * w * g)
+                g_res = _add(g_res, torch.sgn(d) * w * g)
                 if ctx.needs_input_grad[2]:
                     grad_w = _sum_to(d.abs() * g, weight.shape)
                     if ctx.reduction == MEAN:
@@ -258,7 +279,7 @@ class GaussianNLLFunction(Function):
         if grad is not None:
             g = _upstream(grad, ctx.reduction, ctx.numel, d.dtype)
             v = _clamped(var.to(d.dtype), ctx.eps)
-            if torch.is_grad_enabled():
+            if _out_of_place(g):
                 dv = d / v
                 g_res = _add(g_res, _sum_to(dv * g, d.shape))
                 if ctx.needs_input_grad[2]:
@@ -312,7 +333,7 @@ class LaplaceNLLFunction(Function):
         if grad is not None:
             g = _upstream(grad, ctx.reduction, ctx.numel, d.dtype)
             b = _clamped(scale.to(d.dtype), ctx.eps)
-            if torch.is_grad_enabled():
+            if _out_of_place(g):
                 g_res = _add(g_res, _sum_to(torch.sign(d) / b * g, d.shape))
                 if ctx.needs_input_grad[2]:
                     grad_scale = (1 - d.abs() / b) / b * g
