@@ -197,7 +197,7 @@ def test_saved_bytes_never_above_torch(smoke):
         ("sigmoid", 0, 0),
         ("softmax", 0, 0),
         ("log_softmax", 0, 0),
-        ("leaky_relu", 0, 4 * ELEMENTS),  # torch: the input
+        ("leaky_relu", ELEMENTS, 4 * ELEMENTS),  # a 1-byte mask, never the output (torch: the input)
         ("abs", ELEMENTS, 4 * ELEMENTS),  # at most a 1-byte sign against the float32 input
         ("leaky_relu_neg", ELEMENTS, 4 * ELEMENTS),  # at most a 1-byte mask
         (f"maxout_k{PIECES}", ELEMENTS // PIECES, 8 * ELEMENTS // PIECES),  # uint8 against int64 indices
