@@ -13,6 +13,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from torchff.testing import (
+    DOUBLE_BACKWARD_UNSUPPORTED,
     check,
     check_compile,
     check_gradcheck,
@@ -174,6 +175,42 @@ def test_double_backward_declared_unsupported():
         check_gradgradcheck(Disconnected.apply, _x(5), supported=False)
     with pytest.raises(AssertionError, match="gradgradcheck"):
         check_gradgradcheck(Disconnected.apply, _x(5))
+
+
+class BrokenDoubleBackward(Sigmoid):
+    """First derivative right; its second pass hits an unrelated bug (a shape error), not "unsupported"."""
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return _ShapeBugInBackward.apply(g, y)
+
+
+class _ShapeBugInBackward(Function):
+    @staticmethod
+    def forward(g, y):
+        return g * y * (1 - y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, gg):
+        return gg @ torch.ones(gg.shape[-1] + 1, dtype=gg.dtype), None  # mismatched matmul: a RuntimeError
+
+
+def test_double_backward_unsupported_rejects_an_unrelated_error():
+    # the second backward raises a RuntimeError, but not the one an unsupported double backward raises
+    with pytest.raises(RuntimeError) as err:
+        x = _x(5)
+        out = BrokenDoubleBackward.apply(x)
+        (gx,) = torch.autograd.grad(out, x, torch.randn_like(out).requires_grad_(), create_graph=True)
+        gx.sum().backward()
+    assert not DOUBLE_BACKWARD_UNSUPPORTED.search(str(err.value))  # a shape error
+    with pytest.raises(AssertionError, match="declared unsupported but failed with an unrelated error"):
+        check_gradgradcheck(BrokenDoubleBackward.apply, _x(5), supported=False)
+    check_gradgradcheck(OnceDifferentiable.apply, _x(5), supported=False)  # the real thing still passes
 
 
 def test_catches_wrong_values_and_dtypes():
