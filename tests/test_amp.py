@@ -56,15 +56,13 @@ class _Reference(nn.Module):
 def _modules(key, device):
     """(torchff module, torch reference module) for a case key of either table."""
     if key in DROP_IN_CASES:
-        if not has_drop_in(key):
-            pytest.skip(f"torchff.nn has no drop-in for {key.split('(')[0]} on this branch")
+        assert has_drop_in(key), f"torchff.nn has no drop-in for torch.nn.{key.split('(')[0]}"
         case = DROP_IN_CASES[key]
         ref = case.make().to(device)
         ff = torchff.nn.convert(copy.deepcopy(ref))
         assert type(ff) is not type(ref)
         return case, ff, ref
-    if not torchff_has(key):
-        pytest.skip(f"torchff.nn.{key.split('(')[0]} is not on this branch")
+    assert torchff_has(key), f"torchff.nn has no {key.split('(')[0]}"
     case = TORCHFF_CASES[key]
     ff = case.make().to(device)
     return case, ff, _Reference(copy.deepcopy(ff), case.reference)
@@ -137,8 +135,6 @@ def _converted_sequential():
 
 
 def _torchff_mlp():
-    if not hasattr(torchff.nn, "MLP"):
-        pytest.skip("torchff.nn.MLP is not on this branch")
     return torchff.nn.MLP(8, [32, 32], 1, activation="softplus")
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import torchff
-from module_cases import DROP_IN_CASES, TORCHFF_CASES, first_input, has_drop_in, torchff_has
+from module_cases import C, DROP_IN_CASES, TORCHFF_CASES, Case, first_input, has_drop_in, torchff_has
 
 
 def _module_classes() -> list[str]:
@@ -21,22 +21,38 @@ def _module_classes() -> list[str]:
     return sorted(n for n, o in objs.items() if isinstance(o, type) and issubclass(o, nn.Module))
 
 
+def _class_targets(z: torch.Tensor) -> tuple:
+    return (torch.randint(0, 5, (z.shape[0],), generator=torch.Generator().manual_seed(3)),)
+
+
+# torchff.nn classes that need constructor arguments and have no example in tests/module_cases.py
+_EXPLICIT: dict[str, Case] = {
+    "LinearCrossEntropyLoss": Case(
+        lambda: torchff.nn.LinearCrossEntropyLoss(C, 5, ignore_index=2, label_smoothing=0.1, chunk_size=4),
+        _class_targets,
+        True,
+    ),
+}
+
+
 def _instances() -> dict[str, tuple]:
     """case id -> (module factory, case or None): the example cases, then every other torchff module class."""
     out = {}
     for key, case in DROP_IN_CASES.items():
-        if has_drop_in(key):
-            out[key] = (lambda case=case: torchff.nn.convert(case.make()), case)
+        assert has_drop_in(key), f"torchff.nn has no drop-in for torch.nn.{key.split('(')[0]}"
+        out[key] = (lambda case=case: torchff.nn.convert(case.make()), case)
     for key, case in TORCHFF_CASES.items():
-        if torchff_has(key):
-            out[key] = (case.make, case)
+        assert torchff_has(key), f"torchff.nn has no {key.split('(')[0]}"
+        out[key] = (case.make, case)
     covered = {torchff.nn.drop_ins().get(getattr(nn, k.split("(")[0]), None) for k in DROP_IN_CASES}
     covered |= {getattr(torchff.nn, k.split("(")[0], None) for k in TORCHFF_CASES}
     for name in _module_classes():
         cls = getattr(torchff.nn, name)
         if cls not in covered:  # aliases (two names, one class) once
             covered.add(cls)
-            out[name] = (cls, None)
+            case = _EXPLICIT.get(name)
+            out[name] = (case.make, case) if case is not None else (cls, None)
+    assert set(_EXPLICIT) <= set(out), "an _EXPLICIT entry names no torchff.nn module class"
     return out
 
 
@@ -45,10 +61,7 @@ _INSTANCES = _instances()
 
 def _build(key):
     make, case = _INSTANCES[key]
-    try:
-        module = make()
-    except TypeError as e:  # a class that needs constructor arguments and has no example case
-        pytest.skip(f"{key} needs constructor arguments; add an example to tests/module_cases.py ({e})")
+    module = make()  # a TypeError here: the class needs arguments; give it an entry in _EXPLICIT
     assert type(module).__module__.startswith("torchff.")
     return module, case
 
@@ -114,8 +127,7 @@ _STATEFUL = [k for k, c in DROP_IN_CASES.items() if c.make().state_dict()]
 
 @pytest.mark.parametrize("key", _STATEFUL)
 def test_torch_and_torchff_state_dicts_load_into_each_other(key):
-    if not has_drop_in(key):
-        pytest.skip(f"torchff.nn has no drop-in for {key.split('(')[0]} on this branch")
+    assert has_drop_in(key), f"torchff.nn has no drop-in for torch.nn.{key.split('(')[0]}"
     case = DROP_IN_CASES[key]
     torch_module = case.make()
     with torch.no_grad():

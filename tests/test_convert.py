@@ -26,9 +26,8 @@ def _ff_class(torch_module: nn.Module) -> type:
     return torchff.nn.drop_ins()[type(torch_module)]
 
 
-def _skip_without_drop_in(key: str) -> None:
-    if not has_drop_in(key):
-        pytest.skip(f"torchff.nn has no drop-in for {key.split('(')[0]} on this branch")
+def _assert_drop_in(key: str) -> None:
+    assert has_drop_in(key), f"torchff.nn has no drop-in for torch.nn.{key.split('(')[0]}"
 
 
 def _forward_backward(module: nn.Module, z: torch.Tensor, extra: tuple, cot_seed: int = 7):
@@ -44,14 +43,45 @@ def _forward_backward(module: nn.Module, z: torch.Tensor, extra: tuple, cot_seed
 # --------------------------------------------------------------------------------------
 # the table
 # --------------------------------------------------------------------------------------
-def test_drop_in_table_covers_the_activations_on_main():
-    table = torchff.nn.drop_ins()
-    for name in ["ReLU", "LeakyReLU", "PReLU", "Softplus", "Sigmoid"]:
-        assert table[getattr(nn, name)] is getattr(torchff.nn, name)
-    for base, ff in table.items():
+def test_drop_in_table_is_exactly_the_expected_one():
+    from torchff.nn import activation, loss, softmax
+
+    assert torchff.nn.drop_ins() == {
+        nn.ReLU: activation.ReLU,
+        nn.LeakyReLU: activation.LeakyReLU,
+        nn.PReLU: activation.PReLU,
+        nn.Softplus: activation.Softplus,
+        nn.Sigmoid: activation.Sigmoid,
+        nn.Softmax: softmax.Softmax,
+        nn.LogSoftmax: softmax.LogSoftmax,
+        nn.CrossEntropyLoss: loss.CrossEntropyLoss,
+        nn.NLLLoss: loss.NLLLoss,
+        nn.BCEWithLogitsLoss: loss.BCEWithLogitsLoss,
+        nn.MSELoss: loss.MSELoss,
+        nn.L1Loss: loss.L1Loss,
+        nn.GaussianNLLLoss: loss.GaussianNLLLoss,
+    }
+    for base, ff in torchff.nn.drop_ins().items():
         assert issubclass(ff, base) and ff is not base and ff.__name__ == base.__name__
+        assert getattr(torchff.nn, base.__name__) is ff
+    # every drop-in has an example case that the conversion, export, AMP and checkpoint tests run
+    assert {getattr(nn, k.split("(")[0]) for k in DROP_IN_CASES} == set(torchff.nn.drop_ins())
     # torchff-only modules have no torch counterpart and are not in the table
-    assert torchff.nn.AbsReLU not in table.values()
+    assert torchff.nn.AbsReLU not in torchff.nn.drop_ins().values()
+
+
+def test_drop_in_that_adds_state_is_an_error(monkeypatch):
+    class Softsign(nn.Softsign):  # a would-be drop-in that keeps something torch's module lacks
+        def __init__(self):
+            super().__init__()
+            self.scale = 2.0
+
+    monkeypatch.setattr(torchff.nn, "Softsign", Softsign, raising=False)
+    monkeypatch.setattr(torchff.nn, "__all__", [*torchff.nn.__all__, "Softsign"])
+    with pytest.raises(TypeError, match=r"torchff.nn.Softsign .* adds instance state"):
+        torchff.nn.drop_ins()
+    with pytest.raises(TypeError, match="adds instance state"):
+        torchff.nn.convert(nn.Sequential(nn.Softsign()))
 
 
 # --------------------------------------------------------------------------------------
@@ -59,7 +89,7 @@ def test_drop_in_table_covers_the_activations_on_main():
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("key", list(DROP_IN_CASES))
 def test_convert_carries_settings_and_matches_torch(key):
-    _skip_without_drop_in(key)
+    _assert_drop_in(key)
     case = DROP_IN_CASES[key]
     ref = case.make().double()
     model = nn.Sequential(copy.deepcopy(ref))

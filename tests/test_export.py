@@ -46,8 +46,7 @@ def _case_args(case, dtype=torch.float32):
 
 @pytest.mark.parametrize("key", list(DROP_IN_CASES))
 def test_export_drop_in(key):
-    if not has_drop_in(key):
-        pytest.skip(f"torchff.nn has no drop-in for {key.split('(')[0]} on this branch")
+    assert has_drop_in(key), f"torchff.nn has no drop-in for torch.nn.{key.split('(')[0]}"
     case = DROP_IN_CASES[key]
     module = torchff.nn.convert(case.make())
     assert type(module).__module__.startswith("torchff.")
@@ -56,8 +55,7 @@ def test_export_drop_in(key):
 
 @pytest.mark.parametrize("key", list(TORCHFF_CASES))
 def test_export_torchff_only_module(key):
-    if not torchff_has(key):
-        pytest.skip(f"torchff.nn.{key.split('(')[0]} is not on this branch")
+    assert torchff_has(key), f"torchff.nn has no {key.split('(')[0]}"
     case = TORCHFF_CASES[key]
     _export_and_compare(case.make(), _case_args(case))
 
@@ -72,8 +70,6 @@ def _mlp() -> nn.Module:
 
 
 def _torchff_mlp() -> nn.Module:
-    if not hasattr(torchff.nn, "MLP"):
-        pytest.skip("torchff.nn.MLP is not on this branch")
     torch.manual_seed(0)
     return torchff.nn.MLP(C, [16, 16], 2, activation="prelu")
 

@@ -72,7 +72,14 @@ def _same_state(torch_cls: type, ff_cls: type) -> bool:
 
 
 def drop_ins() -> dict[type, type]:
-    """``{torch.nn class: torchff.nn drop-in}`` for every drop-in exported from :mod:`torchff.nn` now."""
+    """``{torch.nn class: torchff.nn drop-in}`` for every drop-in exported from :mod:`torchff.nn` now.
+
+    Raises:
+        TypeError: a class exported from :mod:`torchff.nn` under a ``torch.nn`` name subclasses
+            that class but adds instance state of its own: converting by a class swap would
+            leave that state missing, so it is not a drop-in (give it another name, or drop
+            the state).
+    """
     import torchff.nn as ffnn
 
     table: dict[type, type] = {}
@@ -84,8 +91,11 @@ def drop_ins() -> dict[type, type]:
         if not (issubclass(base, nn.Module) and issubclass(cls, base)):
             continue
         if not _same_state(base, cls):
-            logger.warning("torchff.nn.%s adds instance state to torch.nn.%s; convert() skips it", name, name)
-            continue
+            raise TypeError(
+                f"torchff.nn.{name} subclasses torch.nn.{name} but adds instance state of its own, so it "
+                f"cannot be a drop-in (convert() swaps the class of an existing torch.nn.{name}): keep "
+                f"the attributes torch.nn.{name} has, or export it under another name"
+            )
         table[base] = cls
     return table
 
