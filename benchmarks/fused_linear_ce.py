@@ -141,7 +141,7 @@ def interleaved_times(args) -> dict:
 
 
 def run(args) -> dict:
-    rows = args.chunk_size or __import__("torchff.autograd.fused", fromlist=["x"]).default_chunk_size(args.n, args.c)
+    rows = args.chunk_size or __import__("torchff.autograd.linear_cross_entropy", fromlist=["x"]).default_chunk_size(args.n, args.c)
     peaks = {v: peak_in_subprocess(v, args) for v in ("unfused", "fused")}
     times = interleaved_times(args) if args.repeats > 0 else {}
     result = {
