@@ -415,6 +415,11 @@ def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor
     return target if target.dtype == torch.int64 else target.long()
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Autocast is on for ``device_type`` (False for devices without autocast, such as meta)."""
+    return torch._C._is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
 def _not_implemented(kernel: str, dtype: torch.dtype) -> NotImplementedError:
     return NotImplementedError(f'"{kernel}" not implemented for \'{_scalar_name(dtype)}\'')
 
@@ -441,7 +446,7 @@ def cross_entropy(
     multiplication. Class probabilities: keeps the log-probabilities and the target, as torch.
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    if torch.is_autocast_enabled(input.device.type):
+    if _autocast_on(input.device.type):
         input, target, weight = _autocast_to_float32(input.device.type, input, target, weight)
     if not input.is_floating_point():
         raise _not_implemented("log_softmax_lastdim_kernel_impl", input.dtype)
@@ -487,7 +492,7 @@ def nll_loss(
     total weight, not the input.
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    if torch.is_autocast_enabled(input.device.type):
+    if _autocast_on(input.device.type):
         input, weight = _autocast_to_float32(input.device.type, input, weight)
     if not input.is_floating_point():
         raise _not_implemented("nll_loss_out_frame", input.dtype)

@@ -49,6 +49,12 @@ def _traceable(cls: type) -> type:
     return cls
 
 
+def _rows_layout(t: Tensor) -> Tensor:
+    """``t`` in the layout of the ops' logits-shaped outputs (class dim innermost in memory, a
+    permuted view for K-dim inputs), out of place: forward AD wants a tangent laid out as its primal."""
+    return t if t.dim() <= 2 else t.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
 def _class_dim(x: Tensor) -> int:
     return 1 if x.dim() >= 2 else 0
 
@@ -151,8 +157,8 @@ class _CrossEntropyFunction(Function):
         prod = G * dz
         dl = prod.sum(cdim) if ctx.reduction == NONE else prod.sum()
         p, k = _softmax_from_grad(G, target, weight, ctx.ignore_index, ctx.reduction, ctx.label_smoothing)
-        dG = _softmax_jvp(p, k, dz.to(p.dtype), cdim).to(G.dtype)
-        return dl, dG
+        dG = _softmax_jvp(p, k, dz.to(p.dtype), cdim)
+        return dl, _rows_layout(dG.to(G.dtype))
 
 
 @_traceable
@@ -235,7 +241,8 @@ class _CrossEntropyProbsFunction(Function):
         else:
             n = lp.numel() // C if C else 0
             dl = (rows.sum() / n if ctx.reduction == MEAN else rows.sum()).to(lp.dtype)
-        return dl, None if dlp is None else dlp.to(lp.dtype)
+        # in lp's layout (permuted for K-dim inputs); zeros when only the target moves
+        return dl, torch.zeros_like(lp) if dlp is None else _rows_layout(dlp.to(lp.dtype))
 
 
 def _probs_wt(t: Tensor, wv, eps: float, C: int) -> Tensor:
@@ -266,7 +273,7 @@ def _probs_grads(grad, lp, target, weight, reduction, label_smoothing, need_z, n
 
 
 def _nll_total_weight(target: Tensor, weight, ignore_index: int, dtype) -> Tensor:
-    """:math:`\sum_n w_{y_n}` over the rows not ignored (the ``'mean'`` denominator), 0-d."""
+    r""":math:`\sum_n w_{y_n}` over the rows not ignored (the ``'mean'`` denominator), 0-d."""
     valid = target != ignore_index
     if weight is None:
         return valid.sum().to(dtype)
