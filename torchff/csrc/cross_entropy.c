@@ -10,8 +10,10 @@
  * rows whose target is ignore_index get loss 0 and gradient 0. The max is subtracted before
  * anything is summed, so the loss is exact for logits of any size. Three passes over a row that
  * stays in cache: the max; exp(z - m) into g and its sum; the gradient in place in g. g may be z
- * itself (the gradient then overwrites the logits). Returns -1, or the first row whose target is
- * neither a class index nor ignore_index (its loss and gradient rows are left unwritten).
+ * itself (the gradient then overwrites the logits). With `total`, also writes the sum of the loss
+ * rows (in double) over total_div there: the reduced loss of a call that covers every row.
+ * Returns -1, or the first row whose target is neither a class index nor ignore_index (its loss
+ * and gradient rows, and the total, are left unwritten).
  *
  * Probability targets (torchff_ce_probs_*): t' = (1-eps) t + eps/C,
  *   logp = (z - m) - log s,  loss_n = -sum_c w_c t'_c logp_c;
@@ -119,7 +121,8 @@ static inline double ff_exp(double x) { return exp(x); }
     }                                                                                              \
     TORCHFF_API int64_t torchff_ce_rows_##SUFFIX(                                                  \
         const T *z, const int64_t *t, const T *w, const T *scale, int64_t scale_step, double alpha, \
-        T *g, T *loss, int64_t C, int64_t ignore_index, double eps_, int64_t rows) {               \
+        T *g, T *loss, T *total, double total_div, int64_t C, int64_t ignore_index, double eps_,    \
+        int64_t rows) {                                                                            \
         const T eps = (T)eps_, ceps = (T)(eps_ / (double)C);                                       \
         T W = (T)C;                                                                                \
         if (w && eps_ > 0) {                                                                       \
@@ -166,6 +169,11 @@ static inline double ff_exp(double x) { return exp(x); }
                 for (int64_t c = 0; c < C; ++c) gr[c] = k * gr[c];                                 \
             }                                                                                      \
             gr[y] -= sc * b;                                                                       \
+        }                                                                                          \
+        if (total) {                                                                               \
+            double acc = 0;                                                                        \
+            for (int64_t n = 0; n < rows; ++n) acc += (double)loss[n];                             \
+            *total = (T)(acc / total_div);                                                         \
         }                                                                                          \
         return -1;                                                                                 \
     }                                                                                              \

@@ -240,7 +240,7 @@ def _fake_probs_backward(grad, log_probs, target, weight, reduction, label_smoot
 # CPU: the C kernels
 # --------------------------------------------------------------------------------------
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-_C_ROWS = _c.function("ce_rows", [_P, _P, _P, _P, _I, _D, _P, _P, _I, _I, _D, _I])
+_C_ROWS = _c.function("ce_rows", [_P, _P, _P, _P, _I, _D, _P, _P, _P, _D, _I, _I, _D, _I])
 _C_WSUM = _c.function("ce_weight_sum", [_P, _P, _I, _I, _I])
 _C_PROBS = _c.function("ce_probs", [_P, _P, _P, _P, _P, _I, _D, _I])
 _C_PROBS_BW = _c.function("ce_probs_backward", [_P, _I, _D, _P, _P, _P, _P, _P, _I, _D, _I])
@@ -273,39 +273,55 @@ def _over_rows(call, R: int, C: int) -> list:
 
 
 def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha: float, g: Tensor | None,
-            ignore_index: int, eps: float) -> Tensor:
-    """Run the C rows kernel on contiguous ``z`` (R, C), int64 ``t``; ``g`` may be ``z``. Returns
-    the loss rows; raises torch's IndexError for a bad target."""
+            ignore_index: int, eps: float, reduce_by: float | None = None):
+    """Run the C rows kernel on contiguous ``z`` (R, C) and int64 ``t``; ``g`` may be ``z``.
+    Returns the loss rows, or with ``reduce_by`` the 0-d ``sum(rows) / reduce_by``; raises
+    torch's IndexError for a bad target."""
     R, C = z.shape
     fn = _C_ROWS[z.dtype]
-    loss = torch.empty(R, dtype=z.dtype)
     step = 0 if scale is None or scale.dim() == 0 else 1
     eps = eps if eps > 0.0 else 0.0
+    if reduce_by is not None and R * C < 2 * _c.MIN_CHUNK:  # one call: the kernel sums the rows too
+        rows, total = torch.empty(R, dtype=z.dtype), torch.empty((), dtype=z.dtype)
+        bad = fn(z.data_ptr(), t.data_ptr(), _ptr(w), _ptr(scale), step, alpha, _ptr(g), rows.data_ptr(),
+                 total.data_ptr(), reduce_by, C, ignore_index, eps, R)
+        if bad >= 0:
+            raise _out_of_bounds(int(t[bad]))
+        return total
+    loss = torch.empty(R, dtype=z.dtype)
 
     def call(start, count):
         return fn(_ptr(z, start * C), _ptr(t, start), _ptr(w), _ptr(scale, start * step), step, alpha,
-                  _ptr(g, start * C), _ptr(loss, start), C, ignore_index, eps, count), start
+                  _ptr(g, start * C), _ptr(loss, start), None, 1.0, C, ignore_index, eps, count), start
 
     for bad, start in _over_rows(call, R, C):
         if bad >= 0:
             raise _out_of_bounds(int(t[start + bad]))
-    return loss
+    return loss if reduce_by is None else loss.sum() / reduce_by
 
 
 def _cpu_cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing):
     C = _classes(input.shape)
     dtype = _opmath(input.dtype)
-    z = _rows(input, C).to(dtype).contiguous()
+    z = input if input.dim() == 2 else _rows(input, C)
+    z = z.to(dtype).contiguous()
     fresh = z.data_ptr() != input.data_ptr()  # a copy (K-dim, 16-bit or strided input) is ours
-    t = target.reshape(-1).contiguous()
+    t = target if target.dim() == 1 else target.reshape(-1)
+    t = t.contiguous()
     w = None if weight is None else weight.to(dtype).contiguous()
-    denom, alpha = None, 1.0
+    alpha, reduce_by = 1.0, None
     if reduction == MEAN:
-        denom = _C_WSUM[dtype](_ptr(t), _ptr(w), C, ignore_index, t.numel())
-        alpha = 1.0 / denom if denom else 0.0
+        reduce_by = _C_WSUM[dtype](t.data_ptr(), _ptr(w), C, ignore_index, t.numel())
+        alpha = 1.0 / reduce_by if reduce_by else 0.0
+    elif reduction == SUM:
+        reduce_by = 1.0
     g = z if fresh else torch.empty_like(z)  # our own copy: the gradient overwrites it
-    loss = _c_rows(z, t, w, None, alpha, g, ignore_index, label_smoothing)
-    return _reduced(loss, reduction, denom, target.shape, input.dtype), _unrows(g.to(input.dtype), input.shape)
+    loss = _c_rows(z, t, w, None, alpha, g, ignore_index, label_smoothing, reduce_by)
+    if reduction == NONE:
+        loss = loss.view(target.shape)
+    if g.dtype != input.dtype:
+        loss, g = loss.to(input.dtype), g.to(input.dtype)
+    return loss, (g if input.dim() == 2 else _unrows(g, input.shape))
 
 
 def _cpu_rows_(logits, target, weight, scale, ignore_index, label_smoothing):
