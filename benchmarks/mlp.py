@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -13,6 +14,8 @@ from benchmarks.ops import Missing, TorchMaxoutLinear, _copy_maxout_linear
 
 #: the activations of the end-to-end networks
 MLP_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "softplus", "maxout")
+#: the activations of the training-size steps (torch models that ``torchff.nn.convert`` converts)
+TRAIN_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "softplus")
 
 
 def _activation(lib, name: str) -> nn.Module:
@@ -39,6 +42,13 @@ def build_mlp(side: str, activation: str, dims, pieces: int, device, dtype) -> n
             layers.append(_activation(torchff.nn if side == "torchff" else nn, activation).to(device=device, dtype=dtype))
     layers.append(nn.Linear(dims[-2], dims[-1], device=device, dtype=dtype))
     return nn.Sequential(*layers)
+
+
+def torch_and_converted(activation: str, dims, device, dtype) -> tuple[nn.Sequential, nn.Sequential]:
+    """A ``torch.nn`` MLP and a copy of it converted with ``torchff.nn.convert`` (same weights):
+    the way a user swaps torchff into an existing model."""
+    ref = build_mlp("torch", activation, dims, 1, device, dtype)
+    return torchff.nn.convert(copy.deepcopy(ref)), ref
 
 
 def same_weights(ff: nn.Sequential, ref: nn.Sequential) -> None:

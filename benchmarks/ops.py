@@ -123,16 +123,9 @@ def _elementwise(name, ff_fn, torch_fn, expected, shift=0.0):
     return build
 
 
-def _in_mode(mode: str, fn):
-    """``fn`` with its forward run in the given save mode (torchff.autograd.mode)."""
-    from torchff.autograd import save_mode
-
-    return save_mode(mode)(fn)
-
-
-def _slope(alpha: float, mode: str = "memory"):
-    """torchff's leaky_relu(z, alpha), its forward run in the given save mode."""
-    return _in_mode(mode, lambda z: F.leaky_relu(z, alpha))
+def _slope(alpha: float):
+    """torchff's leaky_relu(z, alpha)."""
+    return lambda z: F.leaky_relu(z, alpha)
 
 
 def _torch_slope(alpha: float):
@@ -204,6 +197,25 @@ def _bce(s: Sizes, device, dtype, gen):
     return OpCase("bce_with_logits", "loss", fn, TF.binary_cross_entropy_with_logits, [z, t], [z], targets=[t])
 
 
+def _nll(s: Sizes, device, dtype, gen):
+    (fn,) = _need(F, "nll_loss")
+    z = _leaf((s.rows, s.features), gen, device, dtype)
+    with torch.no_grad():
+        z.copy_(TF.log_softmax(z, dim=-1))  # log-probabilities, as a log_softmax layer gives
+    t = torch.randint(0, s.features, (s.rows,), generator=gen).to(device)
+    return OpCase("nll_loss", "loss", fn, TF.nll_loss, [z, t], [z], targets=[t])
+
+
+def _regression(name: str, fname: str):
+    def build(s: Sizes, device, dtype, gen):
+        (fn,) = _need(F, fname)
+        z = _leaf((s.rows, s.features), gen, device, dtype)
+        t = torch.randn((s.rows, s.features), generator=gen).to(device=device, dtype=dtype)
+        return OpCase(name, "loss", fn, getattr(TF, fname), [z, t], [z], targets=[t])
+
+    return build
+
+
 def _gaussian(s: Sizes, device, dtype, gen):
     (fn,) = _need(F, "gaussian_nll_loss")
     mu = _leaf((s.rows, s.features), gen, device, dtype)
@@ -226,14 +238,10 @@ CASES: dict[str, Callable] = {
     "relu": _elementwise("relu", lambda: F.relu, torch.relu, "0 (the output)"),
     "leaky_relu": _elementwise("leaky_relu", lambda: F.leaky_relu, TF.leaky_relu, "0 (the output)"),
     "leaky_relu_neg": _elementwise("leaky_relu_neg", lambda: _slope(-0.5), _torch_slope(-0.5),
-                                   "bool mask, 1 B per element"),
-    "leaky_relu_neg_speed": _elementwise("leaky_relu_neg_speed", lambda: _slope(-0.5, "speed"), _torch_slope(-0.5),
-                                         "the input, as torch (save mode 'speed')"),
+                                   "a mask, at most 1 B per element"),
     "prelu": _prelu(channels=False),
     "prelu_channels": _prelu(channels=True),
-    "abs": _elementwise("abs", lambda: F.abs_relu, torch.abs, "int8 sign, 1 B per element"),
-    "abs_speed": _elementwise("abs_speed", lambda: _in_mode("speed", F.abs_relu), torch.abs,
-                              "the input, as torch (save mode 'speed')"),
+    "abs": _elementwise("abs", lambda: F.abs_relu, torch.abs, "a sign, at most 1 B per element"),
     "softplus": _elementwise("softplus", lambda: F.softplus, TF.softplus, "0 (the output)"),
     "sigmoid": _elementwise("sigmoid", lambda: F.sigmoid, torch.sigmoid, "0 (the output)"),
     "maxout": _maxout,
@@ -242,9 +250,12 @@ CASES: dict[str, Callable] = {
     "log_softmax": _softmax(log=True),
     "cross_entropy": _cross_entropy,
     "bce_with_logits": _bce,
+    "nll_loss": _nll,
+    "mse_loss": _regression("mse_loss", "mse_loss"),
+    "l1_loss": _regression("l1_loss", "l1_loss"),
     "gaussian_nll": _gaussian,
     "laplace_nll": _laplace,
 }
 
-#: the cases compiled by default with --compile (inductor on 2 CPU cores is slow)
-DEFAULT_COMPILE_CASES = ("relu", "leaky_relu", "softplus", "maxout", "cross_entropy")
+#: elementwise cases (one kernel per direction on CUDA is their target); the rest are layers and losses
+ELEMENTWISE = ("relu", "leaky_relu", "leaky_relu_neg", "prelu", "prelu_channels", "abs", "softplus", "sigmoid")

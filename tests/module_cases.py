@@ -113,6 +113,15 @@ def _laplace_nll(m: nn.Module) -> Callable[..., Tensor]:
     return f
 
 
+def _zero_one(z: Tensor) -> tuple:
+    return ((torch.rand(z.shape, generator=_gen()) > 0.5).to(z.dtype).to(z.device),)
+
+
+def _ste_free_step(z: Tensor) -> Tensor:
+    """The binary step with its zero derivative, in plain torch."""
+    return (z >= 0).to(z.dtype) + 0 * z
+
+
 def _maxout(z: Tensor, pieces: int) -> Tensor:
     return z.unflatten(-1, (-1, pieces)).max(-1).values
 
@@ -144,6 +153,19 @@ TORCHFF_CASES: dict[str, Case] = {
     ),
     "LaplaceNLLLoss(full,eps,sum)": Case(
         lambda: torchff.nn.LaplaceNLLLoss(full=True, eps=0.2, reduction="sum"), _target_and_var, True, _laplace_nll
+    ),
+    # the perceptron and RBF features (reference: plain torch)
+    "Perceptron(C,3)": Case(
+        lambda: torchff.nn.Perceptron(C, 3),
+        reference=lambda m: lambda z: _ste_free_step(F.linear(z, m.weight, m.bias)),
+    ),
+    "PerceptronLoss": Case(
+        lambda: torchff.nn.PerceptronLoss(), _zero_one, True,
+        lambda m: lambda z, t: torch.relu(-torch.where(t > 0, 1.0, -1.0) * z).mean(),
+    ),
+    "RBF(C,5)": Case(
+        lambda: torchff.nn.RBF(C, 5, gamma=0.5),
+        reference=lambda m: lambda z: torch.exp(-m.gamma * torch.cdist(z, m.centers) ** 2),
     ),
 }
 

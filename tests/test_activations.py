@@ -250,7 +250,7 @@ def _chain_saved(act, x):
         (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),  # 1-byte mask
         (F.abs_relu, torch.abs, 3),  # int8 sign
         (F.sigmoid, torch.sigmoid, 0),
-        (F.softplus, TF.softplus, 4),
+        (F.softplus, TF.softplus, 0),  # the input, as torch: the output may be changed in place
         (lambda t: F.binary_step(t, ste=True), step_ste_reference, 3),  # bool mask vs clamp's input
     ],
 )

@@ -677,7 +677,7 @@ def test_laplace_module():
 def test_output_registry():
     from torchff.nn import OutputDistribution, get_output, list_outputs
 
-    assert list_outputs() == ["bernoulli", "categorical", "gaussian", "laplace"]
+    assert list_outputs() == ["bernoulli", "categorical", "gaussian", "laplace", "perceptron"]
     expected = {
         "gaussian": ("regression", torchff.nn.MSELoss),
         "laplace": ("regression", torchff.nn.L1Loss),
@@ -704,7 +704,7 @@ def test_output_registry():
     torch.testing.assert_close(probs, torch.softmax(h, 1))
     torch.testing.assert_close(probs.sum(1), torch.ones(6))
     assert get_output("Categorical") is get_output("categorical")
-    with pytest.raises(ValueError, match="bernoulli, categorical, gaussian, laplace"):
+    with pytest.raises(ValueError, match="bernoulli, categorical, gaussian, laplace, perceptron"):
         get_output("poisson")
     with pytest.raises(Exception):
         get_output("gaussian").name = "x"  # frozen

@@ -121,3 +121,74 @@ def test_modules_are_drop_ins(ours, theirs):
 def test_module_runs_the_function():
     y = torchff.nn.Softmax(dim=-1)(torch.randn(2, 3, requires_grad=True))
     assert "SoftmaxFunction" in type(y.grad_fn).__name__
+
+
+# --------------------------------------------------------------------------------------
+# batched gradients, forward mode, bad dtypes, in-place changes after the output
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=IDS)
+def test_batched_gradients_forward_mode_and_hessian(ours, theirs):
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    fn = lambda t: ours(t, 1)  # noqa: E731
+    ref = lambda t: theirs(t, 1)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,), check_batched_grad=True, check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(fn, (x,), check_batched_grad=True, check_fwd_over_rev=True)
+    torch.testing.assert_close(torch.func.jacfwd(fn)(x.detach()), torch.func.jacfwd(ref)(x.detach()))
+    h = lambda f: torch.func.hessian(lambda t: (f(t) * torch.arange(5.0, dtype=t.dtype)).sum())  # noqa: E731
+    torch.testing.assert_close(h(fn)(x.detach()), h(ref)(x.detach()))
+
+
+@pytest.mark.parametrize("ours,theirs", PAIRS, ids=IDS)
+@pytest.mark.parametrize("x", [torch.tensor([[1, 2]]), torch.tensor([[True, False]])])
+def test_integer_and_bool_inputs_raise_as_torch(ours, theirs, x):
+    with pytest.raises(NotImplementedError) as want:
+        theirs(x, 1)
+    with pytest.raises(NotImplementedError) as got:
+        ours(x, 1)
+    assert str(got.value) == str(want.value)
+
+
+def _grads_or_error(act, pattern):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 6)
+    r = torch.randn(3, 6)
+    out = act(lin(torch.randn(3, 4)))
+    if pattern == "dropout":
+        torch.manual_seed(1)
+        out = torch.nn.functional.dropout(out, 0.5, training=True, inplace=True)
+    elif pattern == "residual":
+        out += r
+    elif pattern == "mul_":
+        out.mul_(2)
+    try:
+        (out * torch.arange(6.0)).sum().backward()
+    except RuntimeError as e:  # torch keeps the output too: the same error
+        return type(e), "modified by an inplace operation" in str(e)
+    return lin.weight.grad, lin.bias.grad
+
+
+@pytest.mark.parametrize("pattern", ["none", "dropout", "residual", "mul_"])
+@pytest.mark.parametrize(
+    "ours,theirs", [(torchff.nn.Softmax(dim=1), torch.nn.Softmax(dim=1)), (torchff.nn.LogSoftmax(dim=1), torch.nn.LogSoftmax(dim=1))],
+    ids=IDS,
+)
+def test_inplace_after_as_torch(ours, theirs, pattern):
+    got, want = _grads_or_error(ours, pattern), _grads_or_error(theirs, pattern)
+    if isinstance(want[0], torch.Tensor):
+        torch.testing.assert_close(got, want)
+    else:
+        assert got == want
+
+
+def test_converted_model_has_torchs_gradients():
+    import copy
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Softmax(dim=1), torch.nn.Linear(6, 3), torch.nn.LogSoftmax(dim=1))
+    ours = torchff.nn.convert(copy.deepcopy(model))
+    assert type(ours[1]) is torchff.nn.Softmax and type(ours[3]) is torchff.nn.LogSoftmax
+    x = torch.randn(5, 4)
+    for m in (model, ours):
+        (m(x) * torch.arange(3.0)).sum().backward()
+    for p, q in zip(model.parameters(), ours.parameters()):
+        torch.testing.assert_close(q.grad, p.grad)

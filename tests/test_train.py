@@ -14,7 +14,11 @@ from omegaconf import OmegaConf
 import torchff.nn as tnn
 from torchff.train import FeedforwardModule, compose, config_dir, list_experiments, run
 from torchff.train.data import MoonsDataModule, Regression1DDataModule, SpiralsDataModule, XORDataModule
-from torchff.train.errors import ConfigError
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from torchff.train.errors import CheckpointError, ConfigError
+from torchff.train.pipeline import check_checkpoint, evaluate
 
 from test_train_data import write_tiny_idx
 
@@ -26,9 +30,12 @@ def compose_run(tmp_path, *overrides):
 
 
 # -- configs ---------------------------------------------------------------------------
-def test_config_dir_is_the_repository_conf_or_the_installed_package():
+def test_configs_are_the_package_torchff_conf():
+    import torchff.conf
+
     d = config_dir()
-    assert (d / "train.yaml").is_file()
+    assert d.resolve() == Path(torchff.conf.__file__).resolve().parent
+    assert (d / "train.yaml").is_file() and (d / "eval.yaml").is_file()
     assert {"xor", "moons", "spirals", "regression_gaussian_vs_laplace", "fashion_mnist_mlp",
             "fashion_mnist_maxout"} <= set(list_experiments())
 
@@ -64,6 +71,7 @@ def test_experiment_settings():
     assert maxout.model.net.activation == "maxout" and maxout.model.net.pieces == 4
     assert maxout.model.net.hidden_features == [400, 400]
     assert maxout.model.max_norm == pytest.approx(1.9365)
+    assert "max_norm" not in maxout.model.net  # one max_norm key: model.max_norm
     assert maxout.model.net.dropout == 0.3 and maxout.model.net.input_dropout == 0.1
     for name in ("fashion_mnist_mlp", "fashion_mnist_maxout"):
         cfg = compose([f"experiment={name}", "paths.output_dir=/tmp/unused"])
@@ -246,8 +254,6 @@ def test_xor_with_the_gaussian_output_as_in_the_lecture_is_rejected_clearly(tmp_
         (["data=spirals", "model.output=bernoulli"], "needs two classes"),
         (["data=regression", "model.output=categorical"], "regression data set"),
         (["model.net.in_features=3"], "in_features=3"),
-        (["trainer.max_epochs=abc"], "trainer.max_epochs must be an integer"),
-        (["seed=1.5"], "seed must be an integer"),
         (["num_threads=0"], "num_threads"),
         (["ckpt_path=/nonexistent/last.ckpt"], "is not a file"),
         (["model.output=poisson"], "model.output"),
@@ -256,6 +262,135 @@ def test_xor_with_the_gaussian_output_as_in_the_lecture_is_rejected_clearly(tmp_
 def test_config_mistakes_raise_clear_errors(tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match):
         run(compose_run(tmp_path, *overrides))
+
+
+# -- the structured config ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "override, key, error",
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs", ValidationError),
+        ("seed=1.5", "seed", ValidationError),
+        ("train=maybe", "train", ValidationError),
+        ("model.net.dropout=abc", "model.net.dropout", ValidationError),
+        ("model.max_norm=big", "model.max_norm", ValidationError),
+        ("model.net.num_centers=abc", "model.net.num_centers", ValidationError),
+        ("model.net.hidden=[3]", "model.net.hidden", ConfigAttributeError),
+        ("model.net.max_norm=1.0", "model.net.max_norm", ConfigAttributeError),
+    ],
+)
+def test_the_schema_rejects_wrong_types_and_unknown_keys_while_composing(override, key, error):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose([override, "paths.output_dir=/tmp/unused"])
+    assert isinstance(info.value.__cause__, error) and info.value.__cause__.full_key == key
+
+
+def test_the_schema_types_the_yaml_files():
+    from torchff.train.schema import ModelConfig, NetConfig, TrainConfig, TrainerConfig
+
+    cfg = compose(["paths.output_dir=/tmp/unused"])
+    assert OmegaConf.get_type(cfg) is TrainConfig
+    assert OmegaConf.get_type(cfg.model) is ModelConfig and OmegaConf.get_type(cfg.model.net) is NetConfig
+    assert OmegaConf.get_type(cfg.trainer) is TrainerConfig
+    # strings that OmegaConf converts are stored with the schema's type
+    cfg = compose(["paths.output_dir=/tmp/unused", "trainer.max_epochs=7", "model.net.dropout=0", "seed=null"])
+    assert cfg.trainer.max_epochs == 7 and isinstance(cfg.model.net.dropout, float) and cfg.seed is None
+
+
+def test_the_schema_accepts_the_rbf_keys_and_any_registry_output():
+    cfg = compose(["paths.output_dir=/tmp/unused"])
+    net = cfg.model.net
+    assert (net.features, net.num_centers, net.gamma, net.learnable_centers, net.center_init) == (
+        None, 16, 1.0, True, "batch")
+    cfg = compose(["paths.output_dir=/tmp/unused", "model.net.features=rbf", "model.net.num_centers=4",
+                   "model.net.gamma=0.5", "model.net.learnable_centers=false", "model.net.center_init=batch",
+                   "model.output=perceptron"])
+    assert cfg.model.net.features == "rbf" and cfg.model.net.num_centers == 4 and cfg.model.net.gamma == 0.5
+    assert cfg.model.net.learnable_centers is False and cfg.model.output == "perceptron"
+
+
+def test_without_features_the_rbf_keys_do_not_reach_the_network(tmp_path):
+    from torchff.train.pipeline import _instantiate_model
+
+    cfg = compose_run(tmp_path, "model.net.in_features=2", "model.net.out_features=2")
+    module = _instantiate_model(cfg)
+    assert isinstance(module.net, tnn.MLP) and module.net.in_features == 2
+
+
+def test_one_max_norm_key_and_training_uses_it():
+    for name in ("mlp", "maxout"):
+        cfg = compose([f"model={name}", "paths.output_dir=/tmp/unused"])
+        assert "max_norm" in cfg.model and "max_norm" not in cfg.model.net
+    assert compose(["model=maxout", "paths.output_dir=/tmp/unused"]).model.max_norm == pytest.approx(1.9365)
+
+
+def test_num_threads_auto_follows_single_thread():
+    from torchff.train.data import FashionMNISTDataModule
+    from torchff.train.pipeline import _set_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _set_threads("auto", FashionMNISTDataModule(root="nowhere"))
+        assert torch.get_num_threads() == 2
+        _set_threads("auto", MoonsDataModule())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_old_small_key_is_refused_with_the_new_name(tmp_path):
+    with pytest.raises(ConfigError, match="data.small was renamed.*single_thread"):
+        run(compose_run(tmp_path, "+data.small=true"))
+
+
+# -- checkpoints and evaluation -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def xor_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("xor_run")
+    metrics = run(compose_run(out, "experiment=xor", "trainer.max_epochs=60", "logger=none", "plots=false"))
+    return out, metrics
+
+
+def test_evaluate_a_checkpoint_gives_the_runs_test_metrics(tmp_path, xor_run):
+    out, trained = xor_run
+    cfg = compose(["experiment=xor", f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", f"paths.output_dir={tmp_path}",
+                   *QUIET], config_name="eval")
+    metrics = evaluate(cfg)
+    assert set(metrics) == {"test/loss", "test/acc"}
+    assert metrics["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-6)
+    assert metrics["test/acc"] == trained["test/acc"]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(metrics)
+    assert (tmp_path / "decision_boundary.png").is_file() and not (tmp_path / "checkpoints").exists()
+
+
+def test_eval_config_needs_ckpt_path(tmp_path):
+    cfg = compose([f"paths.output_dir={tmp_path}"], config_name="eval")
+    assert OmegaConf.is_missing(cfg, "ckpt_path")
+    with pytest.raises(ConfigError, match="ckpt_path is required"):
+        evaluate(cfg)
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("empty", "the file is empty"),
+    ("truncated", "truncated \\(a zip archive without its end\\)"),
+    ("junk", "cannot be read as a checkpoint"),
+])
+def test_unusable_checkpoints_are_refused_before_training(tmp_path, xor_run, damage, match):
+    best = (xor_run[0] / "checkpoints" / "best.ckpt").read_bytes()
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes({"empty": b"", "truncated": best[: len(best) // 2], "junk": b"hello\n"}[damage])
+    with pytest.raises(CheckpointError, match=match):
+        check_checkpoint(bad)
+    with pytest.raises(CheckpointError, match=f"ckpt_path={bad}"):
+        run(compose_run(tmp_path / "run", "experiment=xor", f"ckpt_path={bad}"))
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+def test_a_checkpoint_of_another_network_is_refused_saying_which_weights_differ(tmp_path, xor_run):
+    best = xor_run[0] / "checkpoints" / "best.ckpt"
+    cfg = compose(["experiment=moons", f"ckpt_path={best}", f"paths.output_dir={tmp_path}", *QUIET], config_name="eval")
+    with pytest.raises(CheckpointError, match=r"holds another network .*net\.layers.* is \(2, 2\), the model's \(64, 2\)"):
+        evaluate(cfg)
 
 
 def test_plots_and_outputs_of_a_short_run(tmp_path):

@@ -14,9 +14,31 @@ from torchff.train.data import (
     SpiralsDataModule,
     XORDataModule,
 )
-from torchff.train.errors import DataNotFoundError
+from torchff.train.data import IDXImageDataModule, TensorDataModule
+from torchff.train.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def truncate(path, keep=0.5):
+    """Cut ``path`` to a fraction of its bytes (a download or copy that stopped early)."""
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+
+
+def corrupt(folder, how, name=IDX_NAMES[0]):
+    """Break one of the four files ``write_tiny_idx(folder, gz=True)`` wrote; returns its path."""
+    path = folder / f"{name}.gz"
+    if how == "truncated_gzip":  # EOFError from gzip
+        truncate(path)
+    elif how == "short_idx":  # a valid gzip stream holding fewer bytes than the IDX header says
+        raw = gzip.decompress(path.read_bytes())
+        path.write_bytes(gzip.compress(raw[:-100]))
+    elif how == "not_gzip":  # BadGzipFile: the uncompressed bytes under a .gz name
+        path.write_bytes(gzip.decompress(path.read_bytes()))
+    else:
+        raise ValueError(how)
+    return path
 
 
 def write_tiny_idx(folder, n_train=60, n_test=20, gz=True, seed=0):
@@ -133,7 +155,94 @@ def test_idx_rejects_other_files(tmp_path):
         D.read_idx(p)
 
 
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("truncated_gzip", "truncated gzip file"),
+        ("short_idx", r"truncated: the header says \(60, 28, 28\) \(47040 bytes of data\), the file has 46940"),
+        ("not_gzip", "not a valid gzip file"),
+    ],
+)
+def test_idx_corrupt_files_raise_an_error_naming_the_file(tmp_path, how, match):
+    write_tiny_idx(tmp_path)
+    path = corrupt(tmp_path, how)
+    with pytest.raises(CorruptDataError, match=match) as info:
+        D.read_idx(path)
+    assert str(info.value).startswith(str(path))
+    assert isinstance(info.value, ValueError)
+
+
+def test_idx_longer_than_its_header_and_truncated_header(tmp_path):
+    p = tmp_path / "labels"
+    D.write_idx(p, torch.arange(10, dtype=torch.uint8))
+    p.write_bytes(p.read_bytes() + b"\0")
+    with pytest.raises(CorruptDataError, match="longer than its header says"):
+        D.read_idx(p)
+    p.write_bytes(bytes([0, 0, 0x08, 3, 0, 0]))
+    with pytest.raises(CorruptDataError, match="truncated IDX header"):
+        D.read_idx(p)
+    # gzip data under a name without .gz: say so
+    D.write_idx(tmp_path / "x.gz", torch.arange(10, dtype=torch.uint8))
+    (tmp_path / "x.gz").rename(tmp_path / "x")
+    with pytest.raises(CorruptDataError, match="gzip-compressed: name it .gz"):
+        D.read_idx(tmp_path / "x")
+
+
 # -- data modules ----------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["truncated_gzip", "short_idx", "not_gzip"])
+def test_check_available_reads_and_rejects_corrupt_files(tmp_path, how):
+    write_tiny_idx(tmp_path)
+    path = corrupt(tmp_path, how, name=IDX_NAMES[3])
+    dm = FashionMNISTDataModule(root=tmp_path, val_size=10)
+    with pytest.raises(CorruptDataError) as info:
+        dm.check_available()
+    assert str(path) in str(info.value)
+    assert dm.data_train is None
+
+
+def test_check_available_keeps_what_it_read(tmp_path):
+    write_tiny_idx(tmp_path)
+    dm = FashionMNISTDataModule(root=tmp_path, val_size=10)
+    dm.check_available()
+    train = dm.data_train
+    assert train is not None and len(train) == 50
+    dm.setup()
+    assert dm.data_train is train
+
+
+@pytest.mark.parametrize("which", ["labels_out_of_range", "label_count", "image_shape"])
+def test_inconsistent_idx_files_are_rejected(tmp_path, which):
+    write_tiny_idx(tmp_path)
+    if which == "labels_out_of_range":
+        D.write_idx(tmp_path / f"{IDX_NAMES[1]}.gz", torch.full((60,), 10, dtype=torch.uint8))
+        match = "label 10 out of range for 10 classes"
+    elif which == "label_count":
+        D.write_idx(tmp_path / f"{IDX_NAMES[3]}.gz", torch.zeros(19, dtype=torch.uint8))
+        match = "19 labels, but .*t10k-images-idx3-ubyte.gz has 20 images"
+    else:
+        D.write_idx(tmp_path / f"{IDX_NAMES[2]}.gz", torch.zeros(20, 14, 14, dtype=torch.uint8))
+        match = r"expected uint8 images of shape \(n, 28, 28\)"
+    with pytest.raises(CorruptDataError, match=match):
+        FashionMNISTDataModule(root=tmp_path, val_size=10).setup()
+
+
+def test_val_size_too_large_is_a_config_error(tmp_path):
+    write_tiny_idx(tmp_path)
+    with pytest.raises(ConfigError, match="val_size=60 leaves no training images"):
+        FashionMNISTDataModule(root=tmp_path, val_size=60).setup()
+
+
+def test_single_thread_is_what_num_threads_auto_reads():
+    assert MoonsDataModule.single_thread and XORDataModule.single_thread
+    assert not IDXImageDataModule.single_thread and not FashionMNISTDataModule.single_thread
+    assert not hasattr(MoonsDataModule(), "small")
+
+
+def test_a_data_module_that_still_sets_small_is_told_the_new_name():
+    with pytest.raises(TypeError, match="Big.small was renamed single_thread"):
+        class Big(TensorDataModule):  # noqa: F841
+            small = False
+
 def test_xor_datamodule_train_val_test_are_the_four_points():
     dm = XORDataModule()
     dm.setup()

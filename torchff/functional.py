@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import _reduction as _Reduction
 
+from torchff.autograd import _loss
 from torchff.autograd import bernoulli as _bernoulli
 from torchff.autograd import cross_entropy as _cross_entropy
 from torchff.autograd import maxout as _maxout
@@ -52,6 +53,9 @@ __all__ = [
     "laplace_nll_loss",
     # the softmax output layer without its logits
     "linear_cross_entropy",
+    # the perceptron and radial basis function features
+    "perceptron_loss",
+    "rbf",
 ]
 
 
@@ -173,18 +177,30 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     return _rectifier.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
 
 
+def _apply(function, core, *args):
+    """``function.apply(*args)``; under ``torch.compile`` ``core.apply(*args)``, its base class
+    without ``jvp`` (dynamo graph-breaks on an autograd.Function that defines ``jvp``)."""
+    if torch.compiler.is_compiling():
+        return core.apply(*args)
+    return function.apply(*args)
+
+
 def sigmoid(input: Tensor) -> Tensor:
-    r"""Logistic sigmoid, :math:`1/(1 + e^{-x})`. Saves only the output."""
-    return _smooth.SigmoidFunction.apply(input)
+    r"""Logistic sigmoid, :math:`1/(1 + e^{-x})`, derivative :math:`\sigma(1 - \sigma)`.
+
+    torch's kernels; saves the output, as torch (4 B per float32 element).
+    """
+    return _apply(_smooth.SigmoidFunction, _smooth._Sigmoid, input)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x > \text{threshold}`.
 
-    Saves only the output (torch keeps the input) for thresholds of at least 17.5 (37.5 in
-    float64), which includes the default in float32/16; the input below them, as torch.
+    Derivative :math:`\sigma(\beta x)` (1 in the linear region), computed in float32 for half
+    inputs. torch's kernels and numerics (subnormal values and slopes for :math:`\beta x` below
+    -88.7); saves the input, as torch (4 B per float32 element), never the output.
     """
-    return _smooth.SoftplusFunction.apply(input, beta, threshold)
+    return _apply(_smooth.SoftplusFunction, _smooth._Softplus, input, beta, threshold)
 
 
 def binary_step(input: Tensor, ste: bool = False) -> Tensor:
@@ -199,24 +215,19 @@ def binary_step(input: Tensor, ste: bool = False) -> Tensor:
 # --------------------------------------------------------------------------------------
 # maxout units (torchff.autograd.maxout)
 # --------------------------------------------------------------------------------------
-def _check_pieces(pieces: int) -> int:
-    if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
-        raise ValueError(f"maxout: pieces must be a positive int, got {pieces!r}")
-    return pieces
-
-
 def maxout(input: Tensor, pieces: int, dim: int = -1) -> Tensor:
     r"""Maxout along ``dim``: :math:`g_i = \max_{j < k} x_{ik + j}` with ``k = pieces``.
 
     Unit ``i`` takes the ``pieces`` consecutive elements ``i*k ... i*k + k - 1`` along ``dim``
     (``input.unflatten(dim, (-1, k)).amax(dim + 1)``), so the output has ``size // pieces``
     along ``dim``. The gradient goes to the first maximal piece of each group (the first nan
-    in a group holding one), as ``torch.max``. Saves a 1-byte index per output element.
+    in a group holding one), as ``torch.max``. Value and index come from one pass
+    (``torchff::maxout``); saves a 1-byte index per output element (torch.max keeps 8).
 
     Raises:
         ValueError: if ``pieces`` is not a positive int or does not divide the size along ``dim``.
     """
-    pieces = _check_pieces(pieces)
+    pieces = _maxout.check_pieces(pieces)
     ndim = input.dim()
     if ndim == 0 or not -ndim <= dim < ndim:
         raise IndexError(f"maxout: dim {dim} is out of range for a {ndim}-d input")
@@ -226,7 +237,7 @@ def maxout(input: Tensor, pieces: int, dim: int = -1) -> Tensor:
         raise ValueError(
             f"maxout: the size {size} of dim {dim} is not a multiple of pieces={pieces}"
         )
-    return _maxout.MaxoutFunction.apply(input, pieces, d)[0]
+    return _apply(_maxout._MaxoutFunction, _maxout._Maxout, input, pieces, d)[0]
 
 
 def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, pieces: int) -> Tensor:
@@ -238,7 +249,7 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
     :math:`\nabla_X = G W`, :math:`\nabla_b = \sum G`); saves the input, the weight and a
     1-byte index per output element, never the pre-activation.
     """
-    pieces = _check_pieces(pieces)
+    pieces = _maxout.check_pieces(pieces)
     if weight.dim() != 2:
         raise ValueError(f"maxout_linear: weight must be 2-d, got shape {tuple(weight.shape)}")
     if weight.shape[0] % pieces != 0:
@@ -246,7 +257,7 @@ def maxout_linear(input: Tensor, weight: Tensor, bias: Tensor | None = None, *, 
             f"maxout_linear: the {weight.shape[0]} rows of weight are not a multiple of pieces={pieces}"
         )
     input, weight, bias = _autocast_to_lower(input.device.type, input, weight, bias)
-    return _maxout.MaxoutLinearFunction.apply(input, weight, bias, pieces)[0]
+    return _apply(_maxout._MaxoutLinearFunction, _maxout._MaxoutLinear, input, weight, bias, pieces)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -309,7 +320,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
         input = input.to(dtype)
     else:
         (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
-    return _softmax.SoftmaxFunction.apply(input, dim)
+    return _apply(_softmax.SoftmaxFunction, _softmax._Softmax, input, dim)
 
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
@@ -323,7 +334,7 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
         input = input.to(dtype)
     else:
         (input,) = _autocast_to_float32(input.device.type, input, devices=("cuda",))
-    return _softmax.LogSoftmaxFunction.apply(input, dim)
+    return _apply(_softmax.LogSoftmaxFunction, _softmax._LogSoftmax, input, dim)
 
 
 def binary_cross_entropy_with_logits(
@@ -361,18 +372,6 @@ def binary_cross_entropy_with_logits(
 bernoulli_nll = binary_cross_entropy_with_logits
 
 
-_SCALAR_NAMES = {
-    torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
-    torch.uint8: "Byte", torch.int8: "Char", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
-    torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble",
-}
-
-
-def _scalar_name(dtype: torch.dtype) -> str:
-    """torch's C++ name of ``dtype`` (``Float``, ``Half``, ``Long``, ...), as its errors spell it."""
-    return _SCALAR_NAMES.get(dtype, str(dtype).replace("torch.", ""))
-
-
 def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int, same_dtype: bool = True) -> None:
     if weight is None:
         return
@@ -382,7 +381,7 @@ def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int, same_
             f"but got weight tensor of shape: {list(weight.shape)}"
         )
     if same_dtype and weight.dtype != input.dtype:
-        raise RuntimeError(f"expected scalar type {_scalar_name(input.dtype)} but found {_scalar_name(weight.dtype)}")
+        raise RuntimeError(f"expected scalar type {_loss.scalar_name(input.dtype)} but found {_loss.scalar_name(weight.dtype)}")
     _no_grad_for(name, "weight", weight)
 
 
@@ -420,10 +419,6 @@ def _autocast_on(device_type: str) -> bool:
     return torch._C._is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
 
 
-def _not_implemented(kernel: str, dtype: torch.dtype) -> NotImplementedError:
-    return NotImplementedError(f'"{kernel}" not implemented for \'{_scalar_name(dtype)}\'')
-
-
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -448,8 +443,7 @@ def cross_entropy(
     red = _reduction_enum(size_average, reduce, reduction)
     if _autocast_on(input.device.type):
         input, target, weight = _autocast_to_float32(input.device.type, input, target, weight)
-    if not input.is_floating_point():
-        raise _not_implemented("log_softmax_lastdim_kernel_impl", input.dtype)
+    _loss.check_floating("log_softmax_lastdim_kernel_impl", input)
     if label_smoothing > 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if input.shape == target.shape:  # class probabilities
@@ -464,13 +458,11 @@ def cross_entropy(
         if weight is not None:
             out = torch.promote_types(out, weight.dtype)
         input, target = input.to(out), target.to(out)  # no-ops but where the weight promotes
-        fn = _cross_entropy._CrossEntropyProbsFunction
-        if torch.compiler.is_compiling():
-            fn = _cross_entropy._CrossEntropyProbsFunctionTraceable
-        return fn.apply(input, target, weight, red, float(label_smoothing))[0]
+        return _apply(_cross_entropy._CrossEntropyProbsFunction, _cross_entropy._CrossEntropyProbsFunctionTraceable,
+                      input, target, weight, red, float(label_smoothing))[0]
     target = _check_index_target("cross_entropy", input, target, weight)
-    fn = _cross_entropy._CrossEntropyFunctionTraceable if torch.compiler.is_compiling() else _cross_entropy._CrossEntropyFunction
-    return fn.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
+    return _apply(_cross_entropy._CrossEntropyFunction, _cross_entropy._CrossEntropyFunctionTraceable,
+                  input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
 
 
 softmax_nll = cross_entropy
@@ -494,11 +486,10 @@ def nll_loss(
     red = _reduction_enum(size_average, reduce, reduction)
     if _autocast_on(input.device.type):
         input, weight = _autocast_to_float32(input.device.type, input, weight)
-    if not input.is_floating_point():
-        raise _not_implemented("nll_loss_out_frame", input.dtype)
+    _loss.check_floating("nll_loss_out_frame", input)
     target = _check_index_target("nll_loss", input, target, weight)
-    fn = _cross_entropy.NLLLossFunctionTraceable if torch.compiler.is_compiling() else _cross_entropy.NLLLossFunction
-    return fn.apply(input, target, weight, int(ignore_index), red)
+    return _apply(_cross_entropy.NLLLossFunction, _cross_entropy.NLLLossFunctionTraceable,
+                  input, target, weight, int(ignore_index), red)
 
 
 def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, weight):
@@ -673,3 +664,88 @@ def linear_cross_entropy(
     if reduction == "none":
         loss = loss.reshape(target.shape)
     return loss
+
+
+# --------------------------------------------------------------------------------------
+# the perceptron and radial basis function features (torchff.autograd.perceptron, .rbf)
+# --------------------------------------------------------------------------------------
+from torchff.autograd import perceptron as _perceptron  # noqa: E402
+from torchff.autograd import rbf as _rbf  # noqa: E402
+
+
+def perceptron_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    r"""The perceptron criterion :math:`\max\{0, -y z\}` on the logits ``input``.
+
+    ``target`` holds labels of the same shape (broadcasting allowed): ``target > 0`` is the
+    positive class :math:`y = +1`, anything else :math:`y = -1`; so ``{-1, +1}`` targets and
+    ``{0, 1}`` targets (0 is read as -1) both work, in any dtype.
+
+    Its gradient is Rosenblatt's rule, :math:`-y` where :math:`y z \le 0` (a point on the boundary
+    is a mistake) and 0 elsewhere: SGD with learning rate :math:`\eta` on a linear layer updates
+    :math:`\mathbf w \leftarrow \mathbf w + \eta\, y\, \mathbf x` on each mistake
+    (``reduction='sum'``; ``'mean'`` divides the step by the element count). No gradient flows to
+    the target. Saves 1 byte per element (the ``int8`` step :math:`-y\,1[yz \le 0]`).
+    """
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise TypeError("perceptron_loss(): input and target must be tensors")
+    if not input.is_floating_point():
+        raise RuntimeError(f"perceptron_loss(): expected a floating point input, got {input.dtype}")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
+    red = _Reduction.get_enum(reduction)
+    (input,) = _autocast_to_float32(input.device.type, input)  # a loss: float32 under autocast
+    return _apply(_perceptron.PerceptronLossFunction, _perceptron.PerceptronLossTracedFunction, input, target, red)[0]
+
+
+def rbf(input: Tensor, centers: Tensor, gamma: float | Tensor = 1.0) -> Tensor:
+    r"""Gaussian radial basis function features :math:`\phi_j(\mathbf x) = \exp(-\gamma_j \lVert \mathbf x - \mathbf c_j\rVert^2)`.
+
+    The lecture's :math:`e^{-(\epsilon \lVert \mathbf x - \mathbf x_i\rVert)^2}` with
+    :math:`\gamma = \epsilon^2`.
+
+    Args:
+        input: ``(..., D)``.
+        centers: ``(M, D)``, one center per row.
+        gamma: a number, a 0-d tensor or an ``(M,)`` tensor (one width per center); a tensor may
+            require grad.
+
+    Returns ``(..., M)``. The distances come from one GEMM (:math:`\lVert x\rVert^2 - 2 x c^T +
+    \lVert c\rVert^2`, clamped at 0), never an ``N x M x D`` tensor; the derivatives for the input,
+    the centers and ``gamma`` are GEMMs too (:class:`torchff.autograd.rbf.RBFFunction`). Saves the
+    output and the (already alive) arguments, nothing else.
+    """
+    if input.dim() < 1:
+        raise RuntimeError("rbf(): input must have at least 1 dimension (the features)")
+    if centers.dim() != 2:
+        raise RuntimeError(f"rbf(): centers must be a 2-D (num_centers, features) tensor, got {centers.dim()}-D")
+    if input.shape[-1] != centers.shape[-1]:
+        raise RuntimeError(
+            f"rbf(): input and centers must have the same number of features: "
+            f"input: {input.shape[-1]} centers: {centers.shape[-1]}"
+        )
+    if not input.is_floating_point() or not centers.is_floating_point():
+        raise RuntimeError(f"rbf(): expected floating point input and centers, got {input.dtype} and {centers.dtype}")
+    if input.dtype != centers.dtype and not torch.is_autocast_enabled(input.device.type):
+        raise RuntimeError(f"rbf(): input and centers must have the same dtype, got {input.dtype} and {centers.dtype}")
+    if not isinstance(gamma, Tensor):
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+            raise TypeError(f"rbf(): gamma must be a number or a tensor, got {type(gamma).__name__}")
+        gamma = torch.tensor(float(gamma), dtype=input.dtype, device=input.device)
+    else:
+        if gamma.dim() > 1 or (gamma.dim() == 1 and gamma.shape[0] not in (1, centers.shape[0])):
+            raise RuntimeError(
+                f"rbf(): gamma must be a scalar or have one value per center ({centers.shape[0]}), "
+                f"got shape {tuple(gamma.shape)}"
+            )
+        if gamma.dim() == 1 and gamma.shape[0] == 1 and centers.shape[0] != 1:
+            gamma = gamma.reshape(())
+    device_type = input.device.type
+    if torch.is_autocast_enabled(device_type):
+        # float32, as torch.cdist under autocast; the GEMMs inside must not be autocast back down
+        input, centers, gamma = _autocast_to_float32(device_type, input, centers, gamma)
+        with torch.autocast(device_type, enabled=False):
+            return _apply(_rbf.RBFFunction, _rbf.RBFTracedFunction, input, centers, gamma.to(input.dtype))
+    if gamma.dtype != input.dtype:
+        gamma = gamma.to(input.dtype)
+    return _apply(_rbf.RBFFunction, _rbf.RBFTracedFunction, input, centers, gamma)

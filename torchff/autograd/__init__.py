@@ -1,7 +1,6 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
 from torchff.autograd.mode import get_save_mode, save_mode, set_save_mode
-from torchff.autograd.maxout import MaxoutFunction, MaxoutLinearFunction
 from torchff.autograd.rectifier import (
     AbsInputFunction,
     AbsSignFunction,
@@ -13,6 +12,7 @@ from torchff.autograd.rectifier import (
     ReLUFunction,
     ReLUInplaceFunction,
 )
+from torchff.autograd import maxout as _maxout  # noqa: F401  (private Functions: cached below too)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.step import BinaryStepFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
@@ -24,6 +24,8 @@ from torchff.autograd.losses import (
     MSELossFunction,
     NLLLossFunction,
 )
+from torchff.autograd.perceptron import PerceptronLossFunction
+from torchff.autograd.rbf import RBFFunction
 
 __all__ = [
     "get_save_mode",
@@ -35,8 +37,6 @@ __all__ = [
     "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
     "LeakyReLUMaskFunction",
-    "MaxoutFunction",
-    "MaxoutLinearFunction",
     "PReLUFunction",
     "PReLUSaves",
     "ReLUFunction",
@@ -52,6 +52,9 @@ __all__ = [
     "L1LossFunction",
     "GaussianNLLFunction",
     "LaplaceNLLFunction",
+    # the perceptron and radial basis function features
+    "PerceptronLossFunction",
+    "RBFFunction",
 ]
 
 

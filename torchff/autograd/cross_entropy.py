@@ -32,12 +32,10 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from torchff.autograd._loss import MEAN, NONE, compute_dtype as _opmath
 from torchff.kernels import cross_entropy as _ops
 
 __all__ = ["NLLLossFunction"]
-
-NONE, MEAN, SUM = 0, 1, 2
-_opmath = _ops._opmath
 
 
 def _traceable(cls: type) -> type:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from torchff.autograd._loss import compute_dtype as _acc_dtype
 from torchff.kernels import cross_entropy as _ops
 
 __all__ = ["default_chunk_size", "validate_linear_cross_entropy"]
@@ -94,10 +95,6 @@ def validate_linear_cross_entropy(
             f"linear_cross_entropy: target shape {tuple(target.shape)} must be the input shape "
             f"without its last dimension, {tuple(input.shape[:-1])}"
         )
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _chunk_logits(x: Tensor, weight: Tensor, bias: Tensor | None, acc: torch.dtype) -> Tensor:

@@ -43,16 +43,12 @@ from concurrent.futures import wait
 import torch
 from torch import Tensor
 
+from torchff.autograd._loss import MEAN, NONE, SUM
+from torchff.autograd._loss import compute_dtype as _opmath
 from torchff.kernels import _c
 from torchff.kernels._library import define
 
 __all__ = ["cross_entropy", "cross_entropy_rows_", "cross_entropy_probs", "cross_entropy_probs_backward"]
-
-NONE, MEAN, SUM = 0, 1, 2
-
-
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 # --------------------------------------------------------------------------------------

@@ -74,3 +74,9 @@ __all__ = [
 from torchff.nn.mlp import MLP  # noqa: E402
 
 __all__ += ["MLP"]
+
+# the perceptron and radial basis function features (torchff.nn.perceptron, torchff.nn.rbf)
+from torchff.nn.perceptron import Perceptron, PerceptronLoss  # noqa: E402
+from torchff.nn.rbf import RBF  # noqa: E402
+
+__all__ += ["Perceptron", "PerceptronLoss", "RBF"]

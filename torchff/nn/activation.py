@@ -72,8 +72,8 @@ class Softplus(nn.Softplus):
     r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x >`
     ``threshold``. Drop-in for :class:`torch.nn.Softplus`.
 
-    Saves only the output for thresholds of at least 17.5 (37.5 in float64; torch's default 20
-    qualifies in float32/16), the input below them (as torch).
+    torch's kernels; saves the input, as torch (never the output, which may be changed in
+    place before backward).
     """
 
     def forward(self, input: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from torchff import functional as F
+from torchff.autograd.maxout import check_pieces
 from torchff.nn._linear import reset_linear_parameters
 from torchff.nn.registry import register_activation
 
@@ -53,8 +54,7 @@ class Maxout(nn.Module):
 
     def __init__(self, pieces: int, dim: int = -1) -> None:
         super().__init__()
-        if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
-            raise ValueError(f"pieces must be a positive int, got {pieces!r}")
+        check_pieces(pieces)
         self.pieces = pieces
         self.dim = int(dim)
 
@@ -110,8 +110,7 @@ class MaxoutLinear(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
-            raise ValueError(f"pieces must be a positive int, got {pieces!r}")
+        check_pieces(pieces)
         factory = {"device": device, "dtype": dtype}
         self.in_features = in_features
         self.out_features = out_features

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from torchff.nn.maxout import MaxoutLinear, max_norm_
+from torchff.nn.rbf import CENTER_INITS, RBF
 from torchff.nn.registry import get_activation
 
 __all__ = ["MLP"]
@@ -78,6 +79,14 @@ class MLP(nn.Module):
         max_norm: if set, :meth:`apply_max_norm_` without an argument renormalises every layer's
             weight rows to at most this L2 norm (the maxout paper's 1.9365); training code calls it
             after each optimizer step (``torchff.train`` does when its ``max_norm`` is set).
+        features: ``None`` (default) or ``"rbf"``: a first layer ``layers.rbf`` of
+            :class:`torchff.nn.RBF` features :math:`\phi_j(\mathbf{x}) = e^{-\gamma\lVert\mathbf{x} -
+            \mathbf{c}_j\rVert^2}` before the hidden layers, so ``hidden_features=[]`` gives the
+            lecture's :math:`y = \mathbf{w}^T\phi(\mathbf{x}) + b`.
+        num_centers, gamma, learnable_centers: the RBF layer's ``num_centers``, ``gamma`` and
+            ``learnable`` (only with ``features="rbf"``).
+        center_init: how :meth:`init_from_data_` sets the centers from training data: ``"batch"``
+            (random rows) or ``"kmeans++"``; ``None``: keep the random N(0, 1) centers.
 
     Shape:
         ``(*, in_features) -> (*, out_features)``.
@@ -104,6 +113,11 @@ class MLP(nn.Module):
         max_norm: float | None = None,
         device=None,
         dtype=None,
+        features: str | None = None,
+        num_centers: int = 16,
+        gamma: float = 1.0,
+        learnable_centers: bool = True,
+        center_init: str | None = "batch",
     ) -> None:
         super().__init__()
         self.in_features = _check_int("in_features", in_features)
@@ -140,11 +154,22 @@ class MLP(nn.Module):
         if isinstance(activation, nn.Module) and len(self.hidden_features) > 1:
             raise TypeError("pass an activation name or class, not a module instance, so each layer gets its own")
 
+        if features not in (None, "rbf"):
+            raise ValueError(f"features must be null or 'rbf', got {features!r}")
+        if center_init is not None and center_init not in CENTER_INITS:
+            raise ValueError(f"center_init must be null or one of {', '.join(CENTER_INITS)}, got {center_init!r}")
+        self.features = features
+        self.center_init = center_init if features == "rbf" else None
+
         factory = {"device": device, "dtype": dtype}
         layers: "OrderedDict[str, nn.Module]" = OrderedDict()
         if self.input_dropout > 0:
             layers["drop0"] = nn.Dropout(self.input_dropout)
         width = self.in_features
+        if features == "rbf":
+            num_centers = _check_int("num_centers", num_centers)
+            layers["rbf"] = RBF(width, num_centers, gamma, learnable=bool(learnable_centers), **factory)
+            width = num_centers
         for i, h in enumerate(self.hidden_features, start=1):
             if self.maxout:
                 layers[f"fc{i}"] = MaxoutLinear(width, h, self.pieces, bias=bias, **factory)
@@ -187,6 +212,21 @@ class MLP(nn.Module):
             max_norm_(self, max_norm)
         return self
 
+    @property
+    def needs_data_init(self) -> bool:
+        """True when the RBF layer's centers are still to be set from data (:meth:`init_from_data_`).
+
+        Reads the layer's ``initialized`` flag (a host read of one bool on an accelerator)."""
+        rbf = getattr(self.layers, "rbf", None)
+        return rbf is not None and self.center_init is not None and not bool(rbf.initialized)
+
+    @torch.no_grad()
+    def init_from_data_(self, x: Tensor, generator: torch.Generator | None = None) -> "MLP":
+        """Set the RBF layer's centers from training inputs ``x`` by ``center_init`` (no-op without one)."""
+        if self.features == "rbf" and self.center_init is not None:
+            self.layers.rbf.init_centers_(x, method=self.center_init, generator=generator)
+        return self
+
     def forward(self, input: Tensor) -> Tensor:
         return self.layers(input)
 
@@ -203,4 +243,6 @@ class MLP(nn.Module):
             s += f", bias_init={self.bias_init}"
         if self.max_norm is not None:
             s += f", max_norm={self.max_norm}"
+        if self.features is not None:
+            s += f", features={self.features!r}, center_init={self.center_init!r}"
         return s

@@ -7,11 +7,14 @@ name            task        output unit          loss                    targets
 ``laplace``     regression  identity (linear)    :class:`L1Loss`         float, like the output
 ``bernoulli``   binary      sigmoid              :class:`BCEWithLogitsLoss`  float in {0, 1}, like the output
 ``categorical`` multiclass  softmax (dim 1)      :class:`CrossEntropyLoss`   int64 class indices
+``perceptron``  binary      binary step          :class:`PerceptronLoss` {0, 1} (0 read as -1)
 ==============  ==========  ===================  ======================  ==========================
 
 The network emits the unit's *input* (logits for bernoulli/categorical); the loss takes it as it
 is (the log in the cost undoes the unit's exp, so gradients do not saturate) and ``predict``
-applies the unit for inference.
+applies the unit for inference. ``perceptron`` is not a likelihood: Rosenblatt's classifier, the
+binary step on one logit trained by the perceptron criterion ``max(0, -y z)``; its
+``predict`` gives 0/1 (not a probability).
 
 >>> from torchff.nn import get_output
 >>> out = get_output("categorical")
@@ -28,6 +31,7 @@ from torch import Tensor, nn
 
 from torchff import functional as F
 from torchff.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss
+from torchff.nn.perceptron import PerceptronLoss
 
 __all__ = ["OutputDistribution", "get_output", "list_outputs"]
 
@@ -37,7 +41,7 @@ class OutputDistribution:
     """An output distribution: its task, its loss module factory and its output unit."""
 
     name: str
-    """``"gaussian"``, ``"laplace"``, ``"bernoulli"`` or ``"categorical"``."""
+    """``"gaussian"``, ``"laplace"``, ``"bernoulli"``, ``"categorical"`` or ``"perceptron"``."""
     task: str
     """``"regression"``, ``"binary"`` or ``"multiclass"``."""
     loss: Callable[..., nn.Module]
@@ -67,6 +71,7 @@ _OUTPUTS: dict[str, OutputDistribution] = {
         OutputDistribution("laplace", "regression", L1Loss, _identity),
         OutputDistribution("bernoulli", "binary", BCEWithLogitsLoss, F.sigmoid),
         OutputDistribution("categorical", "multiclass", CrossEntropyLoss, _softmax_classes),
+        OutputDistribution("perceptron", "binary", PerceptronLoss, F.binary_step),
     )
 }
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from torchff.train import datasets as D
-from torchff.train.errors import DataNotFoundError
+from torchff.train.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 __all__ = [
     "TensorDataModule",
@@ -80,8 +80,15 @@ class TensorDataModule(L.LightningDataModule):
     target_dim: int = 1
     plot: str | None = None
     class_names: list[str] | None = None
-    #: small in-memory data and networks: ``num_threads=auto`` trains them on one thread
-    small: bool = True
+    #: ``num_threads=auto`` trains on one thread (small in-memory data, whose tiny matrix products
+    #: only lose time to thread synchronisation); renamed from ``small``
+    single_thread: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "small" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}.small was renamed single_thread (num_threads=auto trains a data "
+                            f"module on one thread when its single_thread is true)")
 
     def __init__(
         self,
@@ -343,7 +350,7 @@ class IDXImageDataModule(TensorDataModule):
     }
     in_features = 784
     num_classes = 10
-    small = False
+    single_thread = False
 
     def __init__(
         self,
@@ -396,8 +403,11 @@ class IDXImageDataModule(TensorDataModule):
 
     def check_available(self) -> None:
         """Raise :class:`DataNotFoundError` (saying where it looked and how to get the data) unless the
-        files are there or ``download`` is set."""
-        if not self.download and self.find_files() is None:
+        files are there or ``download`` is set. Files that are there are read and checked now (and kept
+        for :meth:`setup`): a corrupt one raises :class:`CorruptDataError` naming it."""
+        if self.find_files() is not None:
+            self.setup()
+        elif not self.download:
             raise self._not_found()
 
     def prepare_data(self) -> None:
@@ -415,26 +425,35 @@ class IDXImageDataModule(TensorDataModule):
 
     def _images(self, path: Path) -> Tensor:
         x = D.read_idx(path)
-        if x.dim() != 3:
-            raise ValueError(f"{path}: expected images of shape (n, rows, cols), got {tuple(x.shape)}")
+        if x.dim() != 3 or x.shape[1] * x.shape[2] != self.in_features or x.dtype != torch.uint8:
+            raise CorruptDataError(f"{path}: expected uint8 images of shape (n, 28, 28), got {x.dtype} "
+                                   f"{tuple(x.shape)}")
         x = x.reshape(x.shape[0], -1).to(torch.float32).div_(255.0)
         if self.normalize:
             x.sub_(self.mean).div_(self.std)
         return x
+
+    def _labels(self, path: Path, images: Path, n: int) -> Tensor:
+        y = D.read_idx(path)
+        if y.dim() != 1 or y.dtype != torch.uint8:
+            raise CorruptDataError(f"{path}: expected uint8 labels of shape (n,), got {y.dtype} {tuple(y.shape)}")
+        if y.shape[0] != n:
+            raise CorruptDataError(f"{path}: {y.shape[0]} labels, but {images} has {n} images")
+        if y.numel() and int(y.max()) >= self.num_classes:
+            raise CorruptDataError(f"{path}: label {int(y.max())} out of range for {self.num_classes} classes")
+        return y.to(torch.int64)
 
     def make_splits(self) -> tuple[Split, Split, Split]:
         files = self.find_files()
         if files is None:
             raise self._not_found()
         x = self._images(files["train_images"])
-        y = D.read_idx(files["train_labels"]).to(torch.int64)
+        y = self._labels(files["train_labels"], files["train_images"], x.shape[0])
         x_test = self._images(files["test_images"])
-        y_test = D.read_idx(files["test_labels"]).to(torch.int64)
-        if x.shape[0] != y.shape[0] or x_test.shape[0] != y_test.shape[0]:
-            raise ValueError(f"{self.name}: images and labels differ in number")
+        y_test = self._labels(files["test_labels"], files["test_images"], x_test.shape[0])
         n_val = round(self.val_size * x.shape[0]) if isinstance(self.val_size, float) else self.val_size
         if not 0 < n_val < x.shape[0]:
-            raise ValueError(f"val_size={self.val_size} leaves no training images out of {x.shape[0]}")
+            raise ConfigError(f"data.val_size={self.val_size} leaves no training images out of {x.shape[0]}")
         perm = torch.randperm(x.shape[0], generator=self.generator())
         val_idx, train_idx = perm[:n_val], perm[n_val:]
         return (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), (x_test, y_test)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import gzip
 import math
 import sys
+import zlib
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from torchff.train.errors import CorruptDataError
 
 __all__ = [
     "xor",
@@ -173,26 +176,53 @@ _IDX_DTYPES = {
 }
 
 
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when its name ends in ``.gz``; :class:`CorruptDataError` (naming
+    the file) for a truncated or broken gzip stream, a ``.gz`` that is not gzip, or an unreadable file."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except EOFError as e:
+        raise CorruptDataError(f"{path}: truncated gzip file (the compressed data end early)") from e
+    except gzip.BadGzipFile as e:
+        raise CorruptDataError(f"{path}: not a valid gzip file ({e})") from e
+    except zlib.error as e:
+        raise CorruptDataError(f"{path}: corrupt gzip data ({e})") from e
+    except OSError as e:
+        raise CorruptDataError(f"{path}: cannot be read ({e.strerror or e})") from e
+
+
 def read_idx(path: str | Path) -> Tensor:
     """Read an IDX file (as LeCun's MNIST files; ``.gz`` is decompressed) into a tensor.
 
     The header is two zero bytes, a type code, the number of dimensions ``d`` and ``d``
     big-endian uint32 sizes; the data follow in big-endian order.
+
+    Raises :class:`~torchff.train.errors.CorruptDataError` (a ``ValueError``), its message starting
+    with the path, for a file that is not IDX, is shorter or longer than its header says, or is a
+    truncated or invalid gzip file.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+        hint = " (it is gzip-compressed: name it .gz)" if data[:2] == b"\x1f\x8b" else ""
+        raise CorruptDataError(f"{path} is not an IDX file (bad magic number){hint}")
     dtype = _IDX_DTYPES[data[2]]
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise CorruptDataError(f"{path}: truncated IDX header ({len(data)} bytes, {ndim} dimensions need {header})")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     itemsize = torch.empty((), dtype=dtype).element_size()
     numel = math.prod(shape)
     if len(data) != header + numel * itemsize:
-        raise ValueError(f"{path}: header says {shape} ({numel * itemsize} bytes), file has {len(data) - header}")
+        have = len(data) - header
+        what = "truncated" if have < numel * itemsize else "longer than its header says"
+        raise CorruptDataError(
+            f"{path}: {what}: the header says {shape} ({numel * itemsize} bytes of data), the file has {have}"
+        )
     t = torch.frombuffer(bytearray(data[header:]), dtype=dtype)
     if itemsize > 1 and sys.byteorder == "little":
         t = t.view(torch.uint8).view(-1, itemsize).flip(1).reshape(-1).view(dtype)  # big- to little-endian

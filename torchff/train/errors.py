@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataNotFoundError"]
+__all__ = ["ConfigError", "DataNotFoundError", "CorruptDataError", "CheckpointError"]
 
 
 class ConfigError(ValueError):
@@ -11,3 +11,13 @@ class ConfigError(ValueError):
 
 class DataNotFoundError(FileNotFoundError):
     """A data set's files are not where the configuration says; the message says how to get them."""
+
+
+class CorruptDataError(ValueError):
+    """A data file that cannot be used: truncated, not what its name says, or inconsistent with
+    itself or its partner file. The message starts with the file's path."""
+
+
+class CheckpointError(ValueError):
+    """``ckpt_path`` names a file that is not a checkpoint of the configured model (empty, truncated,
+    not a checkpoint, or another network's). The message starts with ``ckpt_path=<the path>``."""

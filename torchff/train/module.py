@@ -176,6 +176,30 @@ class FeedforwardModule(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.output.predict(self(x))
 
+    # -- features initialised from data ----------------------------------------------------
+    def on_train_start(self) -> None:
+        """Set ``net``'s data-dependent first layer (RBF centers) from the first training batches.
+
+        Runs once: a network that reports ``needs_data_init`` (:class:`torchff.nn.MLP` with
+        ``features="rbf"``) gets ``init_from_data_(x)`` with at least ``num_centers`` training rows;
+        a resumed run restores initialised centers and skips it. With several processes, rank 0's
+        centers are broadcast to all.
+        """
+        if not getattr(self.net, "needs_data_init", False):
+            return
+        needed = self.net.layers.rbf.num_centers
+        rows, seen = [], 0
+        for batch in self.trainer.train_dataloader:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            rows.append(x)
+            seen += x.shape[0]
+            if seen >= needed:
+                break
+        self.net.init_from_data_(torch.cat(rows).to(self.device))
+        rbf = self.net.layers.rbf
+        with torch.no_grad():
+            rbf.centers.copy_(self.trainer.strategy.broadcast(rbf.centers.detach().clone()))
+
     # -- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

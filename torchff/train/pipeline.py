@@ -1,4 +1,9 @@
-"""One training run from a composed config: fit, test with the best checkpoint, write the outputs."""
+"""Runs from a composed config: :func:`run` fits and tests with the best checkpoint (``torchff-train``),
+:func:`evaluate` tests a checkpoint (``torchff-eval``); both write the outputs.
+
+The config's types are checked by Hydra against :mod:`torchff.train.schema` while it composes; what
+is checked here needs the data or the checkpoint (sizes, the output distribution, the weights).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import copy
 import json
 import logging
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +23,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import torchff.nn as tnn
 from torchff.train import plots
 from torchff.train.callbacks import MetricHistory
-from torchff.train.errors import ConfigError
+from torchff.train.errors import CheckpointError, ConfigError
+from torchff.train.schema import RBF_KEYS
 
-__all__ = ["run", "objective"]
+__all__ = ["run", "evaluate", "objective", "check_checkpoint"]
 
 log = logging.getLogger("torchff.train")
-
-_INT_KEYS = (
-    "seed",
-    "trainer.max_epochs",
-    "trainer.min_epochs",
-    "trainer.max_steps",
-    "trainer.num_nodes",
-    "trainer.check_val_every_n_epoch",
-    "trainer.log_every_n_steps",
-    "trainer.accumulate_grad_batches",
-)
-
-
-def _check_types(cfg: DictConfig) -> None:
-    """Type-check the top-level integer settings whose mistakes would otherwise fail deep inside Lightning."""
-    for key in _INT_KEYS:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-    for key in ("train", "test", "plots"):
-        value = cfg.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-
 
 def _fill_shapes(cfg: DictConfig, datamodule: Any, output: Any) -> None:
     """Fill ``model.net.in_features``/``out_features`` and ``model.num_classes`` left ``null`` from the data."""
@@ -97,13 +80,13 @@ def _fill_shapes(cfg: DictConfig, datamodule: Any, output: Any) -> None:
 
 
 def _set_threads(num_threads: Any, datamodule: Any) -> None:
-    """``num_threads``: an int, ``null`` (torch's default) or ``auto``: one thread for the small synthetic
-    data sets, whose tiny matrix products only lose time to thread synchronisation (5-10x on a busy
-    machine), and torch's default otherwise."""
+    """``num_threads``: an int, ``null`` (torch's default) or ``auto``: one thread for a data module whose
+    ``single_thread`` is true (the small synthetic data sets, whose tiny matrix products only lose time
+    to thread synchronisation), torch's default otherwise."""
     if num_threads is None:
         return
     if num_threads == "auto":
-        if getattr(datamodule, "small", False):
+        if getattr(datamodule, "single_thread", False):
             torch.set_num_threads(1)
         return
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
@@ -184,16 +167,69 @@ def _plot(module: Any, datamodule: Any, history: dict | None, out_dir: Path) -> 
     return made
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Fit, then test with the best checkpoint; in ``cfg.paths.output_dir`` write ``config.yaml`` (resolved),
-    ``metrics.json`` and the PNG plots. Returns the final metrics (``test/*`` and the best ``val/*``)."""
-    _check_types(cfg)
+def check_checkpoint(path: str | Path, module: Any = None) -> dict[str, Any]:
+    """Load the checkpoint at ``path`` (as Lightning will) and, given ``module``, check that its weights
+    fit it; returns the checkpoint. Raises :class:`ConfigError` when ``path`` is not a file and
+    :class:`CheckpointError` when it is empty, truncated, not a Lightning checkpoint or another network's."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"ckpt_path={path} is not a file (paths are relative to {Path.cwd()})")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"ckpt_path={path}: the file is empty, not a checkpoint")
+    with p.open("rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    if zipped and not zipfile.is_zipfile(p):  # torch.save writes a zip archive, its index at the end
+        raise CheckpointError(f"ckpt_path={path}: truncated (a zip archive without its end); "
+                              f"save or copy the checkpoint again")
+    try:
+        # torch's default weights_only, as Lightning loads it
+        ckpt = torch.load(p, map_location="cpu")
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a broken file
+        reason = " ".join(str(e).split()).split(". ")[0]  # torch's first sentence says what failed
+        raise CheckpointError(f"ckpt_path={path}: cannot be read as a checkpoint (truncated, or not one): "
+                              f"{type(e).__name__}: {reason}") from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"ckpt_path={path}: not a Lightning checkpoint (it has no state_dict)")
+    if module is not None:
+        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+        problems = [f"{k} is {have[k]}, the model's {want[k]}" for k in sorted(set(want) & set(have))
+                    if want[k] != have[k]]
+        problems += [f"{k} missing" for k in sorted(set(want) - set(have))]
+        problems += [f"{k} unexpected" for k in sorted(set(have) - set(want))]
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise CheckpointError(
+                f"ckpt_path={path} holds another network than the configured model: "
+                f"{'; '.join(problems[:3])}{more}; use the experiment= and model overrides of the run that wrote it"
+            )
+    return ckpt
+
+
+def _check_renamed(cfg: DictConfig) -> None:
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and "small" in data:
+        raise ConfigError("data.small was renamed: num_threads=auto trains a data module on one thread when its "
+                          "class attribute single_thread is true; set num_threads instead")
+
+
+def _instantiate_model(cfg: DictConfig) -> Any:
+    """The ``LightningModule`` of ``cfg.model``. The RBF keys of ``model.net`` reach the network only
+    with ``model.net.features`` set (without it they describe no layer)."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    net = model.get("net")
+    if isinstance(net, dict) and net.get("features") is None:
+        for key in ("features", *RBF_KEYS):
+            net.pop(key, None)
+    return instantiate(model)
+
+
+def _setup(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, Any, L.Trainer, Path]:
+    """Seed, the data module (its files checked), the model (with ``ckpt_path`` checked against it)
+    and the trainer, in this order, so that mistakes show before anything is trained."""
+    _check_renamed(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} is not a file (paths are relative to {Path.cwd()})")
     try:
         output = tnn.get_output(cfg.model.output)
     except ValueError as e:
@@ -205,7 +241,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if hasattr(datamodule, "check_available"):
         datamodule.check_available()  # fail before the trainer starts (and before DDP processes)
     _fill_shapes(cfg, datamodule, output)
-    module = instantiate(cfg.model)
+    module = _instantiate_model(cfg)
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path, module)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers if loggers else False)
@@ -217,6 +255,28 @@ def run(cfg: DictConfig) -> dict[str, float]:
             cfg_out.pop("hydra", None)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg_out)))
         log.info("Model:\n%s", module.net)
+    return datamodule, module, trainer, output_dir
+
+
+def _write_outputs(cfg: DictConfig, trainer: L.Trainer, module: Any, datamodule: Any, metrics: dict[str, float],
+                   history: dict | None, output_dir: Path) -> None:
+    if not trainer.is_global_zero:
+        return
+    finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}  # JSON has no NaN
+    (output_dir / "metrics.json").write_text(json.dumps(finite, indent=2, sort_keys=True) + "\n")
+    made: list[Path] = []
+    if cfg.get("plots", True):
+        made = _plot(module, datamodule, history, output_dir)
+    log.info("Final metrics:\n%s", _table(metrics))
+    log.info("Outputs in %s: %s", output_dir.resolve(),
+             ", ".join(["metrics.json", "config.yaml", *[p.name for p in made]]))
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then test with the best checkpoint; in ``cfg.paths.output_dir`` write ``config.yaml`` (resolved),
+    ``metrics.json`` and the PNG plots. Returns the final metrics (``test/*`` and the best ``val/*``)."""
+    ckpt_path = cfg.get("ckpt_path")
+    datamodule, module, trainer, output_dir = _setup(cfg, ckpt_path)
 
     if cfg.get("train", True):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -236,15 +296,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if results:
             metrics.update(_floats(results[0]))
 
-    if trainer.is_global_zero:
-        finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}  # JSON has no NaN
-        (output_dir / "metrics.json").write_text(json.dumps(finite, indent=2, sort_keys=True) + "\n")
-        made: list[Path] = []
-        if cfg.get("plots", True):
-            made = _plot(module, datamodule, history, output_dir)
-        log.info("Final metrics:\n%s", _table(metrics))
-        log.info("Outputs in %s: %s", output_dir.resolve(),
-                 ", ".join(["metrics.json", "config.yaml", *[p.name for p in made]]))
+    _write_outputs(cfg, trainer, module, datamodule, metrics, history, output_dir)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint ``cfg.ckpt_path`` on the test split (``torchff-eval``); in ``cfg.paths.output_dir``
+    write ``config.yaml``, ``metrics.json`` (the ``test/*`` metrics) and the plots of the test data.
+    ``cfg`` must configure the network the checkpoint holds (the same ``experiment=`` and model overrides
+    as the run that wrote it). Returns the test metrics."""
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ConfigError("ckpt_path is required: the checkpoint to test, e.g. "
+                          "torchff-eval experiment=xor ckpt_path=outputs/xor/<date>_<time>/checkpoints/best.ckpt")
+    ckpt_path = cfg.ckpt_path
+    datamodule, module, trainer, output_dir = _setup(cfg, ckpt_path)
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = _floats(results[0]) if results else {}
+    _write_outputs(cfg, trainer, module, datamodule, metrics, None, output_dir)
     return metrics
 
 
