@@ -168,6 +168,11 @@ def test_float32_matches_float64_over_magnitudes(smoothing):
         # one float32 rounding of the inputs and of the result
         tol = 2e-7 * want.abs() + 1e-6 + 1.2e-7 * mag * (3 if smoothing else 1)
         assert ((got.double() - want).abs() <= tol).all(), mag
+        y = torch.rand(64, 10, generator=g, dtype=D)
+        want = TF.cross_entropy(z64, y, reduction="none", label_smoothing=smoothing)
+        got = F.cross_entropy(z64.float(), y.float(), reduction="none", label_smoothing=smoothing)
+        tol = 2e-7 * want.abs() + 1e-6 + 1.2e-7 * mag * 10
+        assert ((got.double() - want).abs() <= tol).all(), ("probs", mag)
 
 
 # --------------------------------------------------------------------------------------

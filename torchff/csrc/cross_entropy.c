@@ -184,16 +184,23 @@ static inline double ff_exp(double x) { return exp(x); }
             const T *zr = z + n * C, *tr = t + n * C;                                              \
             T *lr = lp + n * C;                                                                    \
             const T m = ce_rowmax_##SUFFIX(zr, C);                                                 \
-            T s = 0;                                                                               \
-            for (int64_t c = 0; c < C; ++c) s += EXP(zr[c] - m);                                   \
-            const T ls = LOG(s);                                                                   \
-            T acc = 0;                                                                             \
-            for (int64_t c = 0; c < C; ++c) {                                                      \
+            const T ls = LOG(ce_expsum_##SUFFIX(zr, lr, m, C));                                   \
+            T acc[LANES] = {0};                                                                    \
+            int64_t c = 0;                                                                         \
+            for (; c + LANES <= C; c += LANES)                                                     \
+                for (int l = 0; l < LANES; ++l) {                                                  \
+                    const T v = (zr[c + l] - m) - ls;                                              \
+                    lr[c + l] = v;                                                                 \
+                    acc[l] += (w ? w[c + l] : (T)1) * (keep * tr[c + l] + ceps) * v;               \
+                }                                                                                  \
+            T total = 0;                                                                           \
+            for (; c < C; ++c) {                                                                   \
                 const T v = (zr[c] - m) - ls;                                                      \
                 lr[c] = v;                                                                         \
-                acc += (w ? w[c] : (T)1) * (keep * tr[c] + ceps) * v;                              \
+                total += (w ? w[c] : (T)1) * (keep * tr[c] + ceps) * v;                            \
             }                                                                                      \
-            loss[n] = -acc;                                                                        \
+            for (int l = 0; l < LANES; ++l) total += acc[l];                                       \
+            loss[n] = -total;                                                                      \
         }                                                                                          \
     }                                                                                              \
     TORCHFF_API void torchff_ce_probs_backward_##SUFFIX(                                           \
@@ -204,16 +211,31 @@ static inline double ff_exp(double x) { return exp(x); }
             const T gn = (T)alpha * go[n * go_step];                                               \
             const T *lr = lp + n * C, *tr = t + n * C;                                             \
             if (gz) {                                                                              \
+                T acc[LANES] = {0};                                                                \
+                int64_t c = 0;                                                                     \
+                for (; c + LANES <= C; c += LANES)                                                 \
+                    for (int l = 0; l < LANES; ++l)                                                \
+                        acc[l] += (w ? w[c + l] : (T)1) * (keep * tr[c + l] + ceps);               \
                 T S = 0;                                                                           \
-                for (int64_t c = 0; c < C; ++c) S += (w ? w[c] : (T)1) * (keep * tr[c] + ceps);    \
+                for (; c < C; ++c) S += (w ? w[c] : (T)1) * (keep * tr[c] + ceps);                 \
+                for (int l = 0; l < LANES; ++l) S += acc[l];                                       \
                 T *out = gz + n * C;                                                               \
-                for (int64_t c = 0; c < C; ++c)                                                    \
-                    out[c] = gn * (S * EXP(lr[c]) - (w ? w[c] : (T)1) * (keep * tr[c] + ceps));    \
+                const T gS = gn * S;                                                               \
+                if (w) {                                                                           \
+                    for (c = 0; c < C; ++c)                                                        \
+                        out[c] = gS * EXP(lr[c]) - gn * w[c] * (keep * tr[c] + ceps);              \
+                } else {                                                                           \
+                    for (c = 0; c < C; ++c) out[c] = gS * EXP(lr[c]) - gn * (keep * tr[c] + ceps); \
+                }                                                                                  \
             }                                                                                      \
             if (gt) {                                                                              \
                 T *out = gt + n * C;                                                               \
                 const T f = -gn * keep;                                                            \
-                for (int64_t c = 0; c < C; ++c) out[c] = f * (w ? w[c] : (T)1) * lr[c];            \
+                if (w) {                                                                           \
+                    for (int64_t c = 0; c < C; ++c) out[c] = f * w[c] * lr[c];                     \
+                } else {                                                                           \
+                    for (int64_t c = 0; c < C; ++c) out[c] = f * lr[c];                            \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
