@@ -12,11 +12,12 @@ import torch
 from torch import Tensor
 from torch.nn import _reduction as _Reduction
 
+from torchff.autograd import _loss
 from torchff.autograd import bernoulli as _bernoulli
 from torchff.autograd import cross_entropy as _cross_entropy
 from torchff.autograd import maxout as _maxout
 from torchff.autograd import mode as _mode
-from torchff.autograd import fused as _linear_ce
+from torchff.autograd import linear_cross_entropy as _linear_ce
 from torchff.autograd import rectifier as _rectifier
 from torchff.autograd import regression as _regression
 from torchff.autograd import smooth as _smooth
@@ -365,7 +366,7 @@ def binary_cross_entropy_with_logits(
 bernoulli_nll = binary_cross_entropy_with_logits
 
 
-def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int) -> None:
+def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int, same_dtype: bool = True) -> None:
     if weight is None:
         return
     if weight.dim() != 1 or weight.numel() != C:
@@ -373,19 +374,26 @@ def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int) -> No
             f"weight tensor should be defined either for all {C} classes or no classes "
             f"but got weight tensor of shape: {list(weight.shape)}"
         )
-    if weight.dtype != input.dtype:
-        raise RuntimeError(f"{name}: weight has dtype {weight.dtype} but the input has {input.dtype}")
+    if same_dtype and weight.dtype != input.dtype:
+        raise RuntimeError(f"expected scalar type {_loss.scalar_name(input.dtype)} but found {_loss.scalar_name(weight.dtype)}")
     _no_grad_for(name, "weight", weight)
 
 
-def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> Tensor:
-    """torch's checks for class-index targets, each naming the shapes; returns the target (a 1-d
-    target of one element for an unbatched input becomes 0-d, as torch treats it)."""
+def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+    """torch's checks for class-index targets, in torch's order and with its error types, each
+    naming the shapes; returns the target as int64 (a 1-d target of one element for an
+    unbatched input becomes 0-d, as torch treats it). The class indices themselves are checked
+    by the kernels: torch's IndexError on CPU, a device-side assert elsewhere (no host read)."""
     if input.dim() < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {input.dim()})")
+    shapes = f"input shape {tuple(input.shape)}, target shape {tuple(target.shape)}"
+    if input.dim() != 1 and (target.dim() < 1 or input.shape[0] != target.shape[0]):
+        raise ValueError(
+            f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
+            f"({target.shape[0] if target.dim() else 0}) ({shapes})."
+        )
     if target.dtype not in (torch.int64, torch.uint8):
         raise RuntimeError(f"expected target dtype to be Long or Byte, but got {target.dtype}")
-    shapes = f"input shape {tuple(input.shape)}, target shape {tuple(target.shape)}"
     if input.dim() == 1:
         if target.dim() > 1 or (target.dim() == 1 and target.shape[0] != 1):
             raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.shape[0]} ({shapes})")
@@ -393,24 +401,16 @@ def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor
     elif input.dim() == 2:
         if target.dim() != 1:
             raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported ({shapes})")
-        if target.shape[0] != input.shape[0]:
-            raise ValueError(
-                f"Expected input batch_size ({input.shape[0]}) to match target batch_size ({target.shape[0]}) ({shapes})."
-            )
     elif target.shape != input.shape[:1] + input.shape[2:]:
         raise RuntimeError(f"Expected target size {list(input.shape[:1] + input.shape[2:])}, got {list(target.shape)} ({shapes})")
-    C = input.shape[1 if input.dim() >= 2 else 0]
-    _check_weight(name, input, weight, C)
-    if not _traced(target):
-        t = target.long()  # compare as int64: uint8 would wrap a negative ignore_index
-        bad = ((t < 0) | (t >= C)) & (t != ignore_index)
-        if bool(bad.any()):
-            value = int(t[bad].flatten()[0])
-            raise IndexError(
-                f"Target {value} is out of bounds: {name} expects class indices in [0, {C}) "
-                f"or ignore_index={ignore_index}"
-            )
-    return target
+    _check_weight(name, input, weight, input.shape[1 if input.dim() >= 2 else 0])
+    # int64 for the kernels; uint8 compared as int64 (no wrap of a negative ignore_index)
+    return target if target.dtype == torch.int64 else target.long()
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Autocast is on for ``device_type`` (False for devices without autocast, such as meta)."""
+    return torch._C._is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
 
 
 def cross_entropy(
@@ -424,32 +424,39 @@ def cross_entropy(
     label_smoothing: float = 0.0,
 ) -> Tensor:
     r"""Multinoulli negative log-likelihood of a softmax output unit, on its logits :math:`z`:
-    :math:`-(z_y - \log \sum_j e^{z_j})`, gradient :math:`\mathrm{softmax}(z) - e_y`.
+    :math:`(m - z_y) + \log \sum_j e^{z_j - m}` (:math:`m = \max_j z_j`, subtracted first, so
+    exact for logits of any size), gradient :math:`\mathrm{softmax}(z) - e_y`.
 
     torch's signature and semantics: class-index targets (with ``weight``, ``ignore_index`` and
     ``label_smoothing``; ``'mean'`` divides by the summed target weights) or class-probability
     targets shaped like the input; inputs ``(N, C)``, ``(N, C, d1, ...)`` or unbatched ``(C,)``.
-    Class indices: one softmax in the forward pass, which keeps the residual
-    :math:`\mathrm{softmax}(z) - e_y` (logits-sized, as torch's log-softmax) so that the backward
-    is one multiplication. Class probabilities: saves the logits and the target, as torch.
+    Class indices: one op computes the loss and its gradient in one pass over the logits and
+    keeps the gradient (logits-sized, as torch's log-softmax), so the backward is one
+    multiplication. Class probabilities: keeps the log-probabilities and the target, as torch.
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    input, target, weight = _autocast_to_float32(input.device.type, input, target, weight)
+    if _autocast_on(input.device.type):
+        input, target, weight = _autocast_to_float32(input.device.type, input, target, weight)
+    _loss.check_floating("log_softmax_lastdim_kernel_impl", input)
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if input.shape == target.shape:  # class probabilities
         if not target.is_floating_point():
             raise RuntimeError(f"Expected floating point type for target with class probabilities, got {target.dtype}")
         if ignore_index >= 0:
             raise RuntimeError("ignore_index is not supported for floating point target")
-        if label_smoothing > 1.0:
-            raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
         if input.dim() < 1:
             raise ValueError(f"Expected 1 or more dimensions (got {input.dim()})")
-        _check_weight("cross_entropy", input, weight, input.shape[1 if input.dim() >= 2 else 0])
-        return _cross_entropy.CrossEntropyProbsFunction.apply(input, target, weight, red, float(label_smoothing))
-    if label_smoothing > 1.0:
-        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    target = _check_index_target("cross_entropy", input, target, weight, ignore_index)
-    return _cross_entropy.CrossEntropyFunction.apply(input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
+        _check_weight("cross_entropy", input, weight, input.shape[1 if input.dim() >= 2 else 0], same_dtype=False)
+        out = torch.promote_types(input.dtype, target.dtype)
+        if weight is not None:
+            out = torch.promote_types(out, weight.dtype)
+        input, target = input.to(out), target.to(out)  # no-ops but where the weight promotes
+        return _apply(_cross_entropy._CrossEntropyProbsFunction, _cross_entropy._CrossEntropyProbsFunctionTraceable,
+                      input, target, weight, red, float(label_smoothing))[0]
+    target = _check_index_target("cross_entropy", input, target, weight)
+    return _apply(_cross_entropy._CrossEntropyFunction, _cross_entropy._CrossEntropyFunctionTraceable,
+                  input, target, weight, int(ignore_index), red, float(label_smoothing))[0]
 
 
 softmax_nll = cross_entropy
@@ -467,12 +474,16 @@ def nll_loss(
     r"""Negative log-likelihood of class indices given log-probabilities, :math:`-w_y x_y`.
 
     torch's signature and semantics (``weight``, ``ignore_index``, K-dimensional inputs;
-    ``'mean'`` divides by the summed target weights). Saves only the target (and weight).
+    ``'mean'`` divides by the summed target weights). Saves the target, the weight and the 0-d
+    total weight, not the input.
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    input, weight = _autocast_to_float32(input.device.type, input, weight)
-    target = _check_index_target("nll_loss", input, target, weight, ignore_index)
-    return _cross_entropy.NLLLossFunction.apply(input, target, weight, int(ignore_index), red)
+    if _autocast_on(input.device.type):
+        input, weight = _autocast_to_float32(input.device.type, input, weight)
+    _loss.check_floating("nll_loss_out_frame", input)
+    target = _check_index_target("nll_loss", input, target, weight)
+    return _apply(_cross_entropy.NLLLossFunction, _cross_entropy.NLLLossFunctionTraceable,
+                  input, target, weight, int(ignore_index), red)
 
 
 def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, weight):
@@ -599,7 +610,7 @@ def laplace_nll_loss(
 
 
 # --------------------------------------------------------------------------------------
-# fused softmax output layer (torchff.autograd.fused)
+# linear + cross-entropy: the softmax output layer in row chunks (torchff.autograd.linear_cross_entropy)
 # --------------------------------------------------------------------------------------
 def linear_cross_entropy(
     input: Tensor,
@@ -614,7 +625,7 @@ def linear_cross_entropy(
     r"""``cross_entropy(linear(input, weight, bias), target, ...)`` without the ``N x C`` logits.
 
     The softmax output unit and its negative log-likelihood in one chunked Function
-    (:class:`torchff.autograd.fused.LinearCrossEntropyFunction`): same values and gradients as
+    (``torchff.autograd.linear_cross_entropy``): same values and gradients as
     ``torch.nn.functional.linear`` followed by ``torch.nn.functional.cross_entropy`` with
     class-index targets, ``ignore_index``, ``reduction`` and ``label_smoothing``.
 
@@ -637,7 +648,7 @@ def linear_cross_entropy(
         t = t.long()
     rows = int(chunk_size) if chunk_size is not None else _linear_ce.default_chunk_size(x.shape[0], weight.shape[0])
     grad = torch.is_grad_enabled()
-    out = _linear_ce.LinearCrossEntropyFunction.apply(
+    out = _linear_ce._LinearCrossEntropyFunction.apply(
         x, weight, bias, t, int(ignore_index), reduction, float(label_smoothing), rows,
         grad and input.requires_grad,
         grad and weight.requires_grad,

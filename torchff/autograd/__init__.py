@@ -18,16 +18,12 @@ from torchff.autograd.step import BinaryStepFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
 from torchff.autograd.losses import (
     BCEWithLogitsFunction,
-    CrossEntropyFunction,
-    CrossEntropyProbsFunction,
     GaussianNLLFunction,
     L1LossFunction,
     LaplaceNLLFunction,
     MSELossFunction,
     NLLLossFunction,
-    cross_entropy_rows,
 )
-from torchff.autograd.fused import LinearCrossEntropyFunction
 from torchff.autograd.perceptron import PerceptronLossFunction
 from torchff.autograd.rbf import RBFFunction
 
@@ -51,15 +47,11 @@ __all__ = [
     "SoftmaxFunction",
     "LogSoftmaxFunction",
     "BCEWithLogitsFunction",
-    "CrossEntropyFunction",
-    "CrossEntropyProbsFunction",
     "NLLLossFunction",
     "MSELossFunction",
     "L1LossFunction",
     "GaussianNLLFunction",
     "LaplaceNLLFunction",
-    "cross_entropy_rows",
-    "LinearCrossEntropyFunction",
     # the perceptron and radial basis function features
     "PerceptronLossFunction",
     "RBFFunction",

@@ -27,15 +27,9 @@ from torchff.autograd.regression import _out_of_place
 
 __all__ = ["BCEWithLogitsFunction"]
 
-NONE, MEAN, SUM = 0, 1, 2
-
-
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def _sum_to(t: Tensor | None, shape: torch.Size) -> Tensor | None:
-    return t if t is None or t.shape == shape else t.sum_to_size(shape)
+from torchff.autograd._loss import MEAN, NONE
+from torchff.autograd._loss import compute_dtype as _opmath
+from torchff.autograd._loss import sum_to as _sum_to
 
 
 def _log1p_exp_neg_abs(z: Tensor, exact: bool) -> Tensor:

@@ -28,23 +28,11 @@ from torch.autograd import Function
 
 __all__ = ["MSELossFunction", "L1LossFunction", "GaussianNLLFunction", "LaplaceNLLFunction"]
 
-NONE, MEAN, SUM = 0, 1, 2
-
-
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def _sum_to(t: Tensor | None, shape: torch.Size) -> Tensor | None:
-    return t if t is None or t.shape == shape else t.sum_to_size(shape)
-
-
-def _result_dtype(*tensors: Tensor | None) -> torch.dtype:
-    dtype = None
-    for t in tensors:
-        if t is not None:
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    return dtype
+from torchff.autograd._loss import MEAN, NONE, SUM
+from torchff.autograd._loss import compute_dtype as _opmath
+from torchff.autograd._loss import reduce as _reduce
+from torchff.autograd._loss import result_dtype as _result_dtype
+from torchff.autograd._loss import sum_to as _sum_to
 
 
 _REAL = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
@@ -57,13 +45,6 @@ def _real(dtype: torch.dtype) -> torch.dtype:
 
 def _residual(input: Tensor, target: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.sub(input.to(dtype), target.to(dtype))
-
-
-def _reduce(elements: Tensor, reduction: int) -> Tensor:
-    if reduction == NONE:
-        return elements
-    total = elements.sum()
-    return total / elements.numel() if reduction == MEAN else total
 
 
 def _weighted_reduce(elements: Tensor, weight: Tensor | None, reduction: int, dtype: torch.dtype) -> Tensor:

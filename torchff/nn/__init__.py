@@ -26,7 +26,7 @@ from torchff.nn.loss import (
 )
 from torchff.nn.output import OutputDistribution, get_output, list_outputs
 from torchff.nn.conversion import ConversionReport, convert, drop_ins, revert
-from torchff.nn.fused import LinearCrossEntropyLoss
+from torchff.nn.linear_cross_entropy import LinearCrossEntropyLoss
 
 __all__ = [
     # activations

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from torchff import functional as F
 from torchff.autograd.maxout import check_pieces
+from torchff.nn._linear import reset_linear_parameters
 from torchff.nn.registry import register_activation
 
 __all__ = ["Maxout", "MaxoutLinear", "max_norm_"]
@@ -123,12 +124,7 @@ class MaxoutLinear(nn.Module):
 
     def reset_parameters(self) -> None:
         """``nn.Linear``'s initialisation: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias."""
-        # kaiming_uniform_ with a = sqrt(5) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as nn.Linear
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1]
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            nn.init.uniform_(self.bias, -bound, bound)
+        reset_linear_parameters(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.maxout_linear(input, self.weight, self.bias, pieces=self.pieces)

@@ -1,19 +1,18 @@
-"""The fused softmax output layer as a module: :class:`LinearCrossEntropyLoss`."""
+"""Linear + cross-entropy, the softmax output layer in row chunks, as a module: :class:`LinearCrossEntropyLoss`."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor, nn
 
 from torchff import functional as F
+from torchff.nn._linear import reset_linear_parameters
 
 __all__ = ["LinearCrossEntropyLoss"]
 
 
 class LinearCrossEntropyLoss(nn.Module):
-    r"""A softmax output layer and its negative log-likelihood, fused: never builds ``N x C`` logits.
+    r"""A softmax output layer and its negative log-likelihood in one module: never builds ``N x C`` logits.
 
     Computes ``cross_entropy(linear(input, weight, bias), target, ...)`` chunk by chunk with
     :func:`torchff.functional.linear_cross_entropy`. Use it in place of the last ``nn.Linear``
@@ -69,10 +68,7 @@ class LinearCrossEntropyLoss(nn.Module):
 
     def reset_parameters(self) -> None:
         """``nn.Linear``'s initialisation: Kaiming-uniform weight, bias uniform in :math:`\\pm 1/\\sqrt{H}`."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            nn.init.uniform_(self.bias, -bound, bound)
+        reset_linear_parameters(self.weight, self.bias)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.linear_cross_entropy(

@@ -1,4 +1,4 @@
-r"""The softmax output layer fused with its negative log-likelihood, computed in row chunks.
+r"""Linear + cross-entropy: the softmax output layer and its negative log-likelihood, in row chunks.
 
 The lecture's softmax output unit is an affine map :math:`z = W^\top h + b` followed by
 :math:`\operatorname{softmax}(z)`, trained with the negative log-likelihood
@@ -11,7 +11,9 @@ buffers of the network.
 rows in chunks; for each chunk it computes the logits, their log-sum-exp, the loss and, when a
 gradient is wanted, the gradient of the logits, which it immediately contracts into the gradients
 of the input, the weight and the bias (after Liger-Kernel's fused linear cross-entropy and Apple's
-Cut Cross-Entropy). Only one chunk of logits exists at a time.
+Cut Cross-Entropy). Only one chunk of logits exists at a time: the row math is the
+``torch.ops.torchff.cross_entropy_rows_`` op (:mod:`torchff.kernels.cross_entropy`), which
+overwrites each chunk's logits with their gradient in the same pass that computes the loss.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-__all__ = ["LinearCrossEntropyFunction", "default_chunk_size", "validate_linear_cross_entropy"]
+from torchff.autograd._loss import compute_dtype as _acc_dtype
+from torchff.kernels import cross_entropy as _ops
+
+__all__ = ["default_chunk_size", "validate_linear_cross_entropy"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -50,10 +55,10 @@ def validate_linear_cross_entropy(
     label_smoothing: float,
     chunk_size: int | None,
 ) -> None:
-    """Raise a clear error for arguments :class:`LinearCrossEntropyFunction` cannot take.
+    """Raise a clear error for arguments :class:`_LinearCrossEntropyFunction` cannot take.
 
-    The check that every target is a class index (or ``ignore_index``) reads the targets, a
-    host-device synchronisation; it is skipped while ``torch.compile`` traces.
+    The class indices are checked by the op that computes each chunk (torch's IndexError on CPU,
+    a device-side assert on CUDA): nothing here reads a tensor's values.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"linear_cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -90,60 +95,12 @@ def validate_linear_cross_entropy(
             f"linear_cross_entropy: target shape {tuple(target.shape)} must be the input shape "
             f"without its last dimension, {tuple(input.shape[:-1])}"
         )
-    if torch.compiler.is_compiling() or target.numel() == 0:
-        return
-    num_classes = weight.shape[0]
-    bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-    if bool(bad.any()):
-        value = int(target[bad].flatten()[0])
-        raise IndexError(
-            f"linear_cross_entropy: target {value} is out of bounds for {num_classes} classes "
-            f"(valid: 0..{num_classes - 1}, or ignore_index={ignore_index})"
-        )
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _chunk_logits(x: Tensor, weight: Tensor, bias: Tensor | None, acc: torch.dtype) -> Tensor:
     """A fresh ``rows x C`` buffer of logits in the accumulation dtype."""
     z = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
     return z if z.dtype == acc else z.to(acc)
-
-
-def _lse_and_loss(z: Tensor, tgt: Tensor, valid: Tensor, smoothing: float):
-    """Per-row loss, log-sum-exp and row sums of :math:`e^{z - m}`; overwrites ``z`` with :math:`e^{z - m}`.
-
-    The row loss is torch's label-smoothed cross-entropy,
-    :math:`(1 - \\varepsilon)(\\mathrm{lse} - z_y) + \\frac{\\varepsilon}{C}\\sum_c(\\mathrm{lse} - z_c)
-    = \\mathrm{lse} - (1 - \\varepsilon) z_y - \\frac{\\varepsilon}{C}\\sum_c z_c`, and 0 on ignored rows.
-    """
-    num_classes = z.shape[1]
-    z_y = z.gather(1, tgt.unsqueeze(1)).squeeze(1)
-    loss = -(1.0 - smoothing) * z_y if smoothing else -z_y
-    if smoothing:
-        loss = loss - (smoothing / num_classes) * z.sum(1)
-    m = z.amax(1, keepdim=True)
-    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)  # all -inf (or +inf) rows: as torch.logsumexp
-    s = z.sub_(m).exp_().sum(1, keepdim=True)
-    lse = (s.log() + m).squeeze(1)
-    loss = torch.where(valid, loss + lse, torch.zeros_like(loss))
-    return loss, lse, s
-
-
-def _grad_logits_(e: Tensor, s: Tensor, tgt: Tensor, row_scale: Tensor, smoothing: float) -> Tensor:
-    """Turn ``e = exp(z - m)`` (with row sums ``s``) into ``row_scale * (softmax(z) - q)`` in place.
-
-    ``q`` is the smoothed target distribution, :math:`(1 - \\varepsilon)\\,\\mathrm{onehot}(y) + \\varepsilon / C`.
-    """
-    num_classes = e.shape[1]
-    scale = row_scale.unsqueeze(1)
-    e.mul_(scale / s)
-    e.scatter_add_(1, tgt.unsqueeze(1), scale * -(1.0 - smoothing))
-    if smoothing:
-        e.sub_(scale * (smoothing / num_classes))
-    return e
 
 
 def _grad_buffers(input: Tensor, weight: Tensor, bias: Tensor | None, need_i: bool, need_w: bool, need_b: bool):
@@ -172,7 +129,7 @@ def _accumulate_grads(g: Tensor, x: Tensor, weight: Tensor, gi_rows, gw, gb) -> 
         gb.add_(g.sum(0))
 
 
-class LinearCrossEntropyFunction(Function):
+class _LinearCrossEntropyFunction(Function):
     r"""Softmax output layer and its negative log-likelihood, fused and chunked over rows.
 
     Forward, for rows :math:`h_i` (``input``, ``N x H``), ``weight`` :math:`W` (``C x H``), ``bias``
@@ -205,9 +162,9 @@ class LinearCrossEntropyFunction(Function):
       (``C``). Backward only multiplies them by the incoming scalar gradient. The cost: a forward
       with grad enabled whose backward is never run does the backward's matrix products anyway.
     * ``none``: the incoming gradient differs per row, so the weight gradient cannot be formed in
-      advance. It saves the per-row log-sum-exp (``N`` float32 values, 4 bytes per row) and the
-      inputs it already references (input, weight, bias, target), and recomputes each chunk's
-      logits in backward (one more ``N x H x C`` matrix product, as Cut Cross-Entropy does).
+      advance. It saves only the inputs it already references (input, weight, bias, target; 0
+      bytes of its own) and recomputes each chunk's logits and their gradient in backward (one
+      more ``N x H x C`` matrix product, as Cut Cross-Entropy does).
 
     The arguments after ``target`` are ``ignore_index``, ``reduction``, ``label_smoothing``,
     ``chunk_size`` (rows per chunk) and three flags saying which of input, weight and bias need a
@@ -237,35 +194,27 @@ class LinearCrossEntropyFunction(Function):
         acc = _acc_dtype(input.dtype)
         eps = float(label_smoothing)
         grads = reduction != "none" and (need_input_grad or need_weight_grad or (need_bias_grad and bias is not None))
-        valid_all = target != ignore_index
+        grad_scale = None
         if reduction == "mean":
-            count = valid_all.sum()
+            count = (target != ignore_index).sum()
             grad_scale = 1.0 / count.clamp_min(1).to(acc)
-        else:
-            grad_scale = torch.ones((), dtype=acc, device=input.device)
 
         gi, gw, gb = _grad_buffers(input, weight, bias, grads and need_input_grad,
                                    grads and need_weight_grad, grads and need_bias_grad)
-        row_losses, row_lses = [], []
+        row_losses = []
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
             x = input[start:stop]
-            valid = valid_all[start:stop]
-            tgt = torch.where(valid, target[start:stop], torch.zeros_like(target[start:stop]))
-            z = _chunk_logits(x, weight, bias, acc)
-            loss, lse, s = _lse_and_loss(z, tgt, valid, eps)
-            row_losses.append(loss)
-            if reduction == "none":
-                row_lses.append(lse)
+            z = _chunk_logits(x, weight, bias, acc)  # a fresh buffer: the op overwrites it with its gradient
+            row_losses.append(_ops.cross_entropy_rows_(z, target[start:stop], None, grad_scale, ignore_index, eps))
             if grads:
-                g = _grad_logits_(z, s, tgt, valid.to(acc) * grad_scale, eps)
-                _accumulate_grads(g, x, weight, gi[start:stop] if gi is not None else None, gw, gb)
+                _accumulate_grads(z, x, weight, gi[start:stop] if gi is not None else None, gw, gb)
             del z
 
         if reduction == "none":
             if not row_losses:
-                return input.new_zeros(0), input.new_zeros(0, dtype=acc)
-            return torch.cat(row_losses).to(input.dtype), torch.cat(row_lses)
+                return (input.new_zeros(0),)
+            return (torch.cat(row_losses).to(input.dtype),)
         total = torch.cat(row_losses).sum() if row_losses else input.new_zeros((), dtype=acc)
         if reduction == "mean":
             total = total / count.to(acc)
@@ -286,7 +235,7 @@ class LinearCrossEntropyFunction(Function):
         ctx.mark_non_differentiable(*output[1:])
         if reduction == "none":
             ctx.ignore_index, ctx.label_smoothing, ctx.chunk_size = ignore_index, float(label_smoothing), chunk_size
-            ctx.save_for_backward(input, weight, bias, target, output[1])
+            ctx.save_for_backward(input, weight, bias, target)
             return
         grads = list(output[1:])
         ctx.slots = []
@@ -316,22 +265,18 @@ class LinearCrossEntropyFunction(Function):
 
 
 def _backward_none(ctx, grad_loss: Tensor):
-    """``reduction='none'``: recompute each chunk's logits and contract with the per-row gradient."""
-    input, weight, bias, target, lse_all = ctx.saved_tensors
+    """``reduction='none'``: recompute each chunk's logits and their gradient, scaled per row."""
+    input, weight, bias, target = ctx.saved_tensors
     need_i, need_w, need_b = ctx.needs_input_grad[:3]
-    n, acc, eps = input.shape[0], lse_all.dtype, ctx.label_smoothing
+    n, acc = input.shape[0], _acc_dtype(input.dtype)
     go = grad_loss.reshape(-1).to(acc)
     gi, gw, gb = _grad_buffers(input, weight, bias, need_i, need_w, need_b)
     for start in range(0, n, ctx.chunk_size):
         stop = min(start + ctx.chunk_size, n)
         x = input[start:stop]
-        valid = target[start:stop] != ctx.ignore_index
-        tgt = torch.where(valid, target[start:stop], torch.zeros_like(target[start:stop]))
         z = _chunk_logits(x, weight, bias, acc)
-        lse = lse_all[start:stop].unsqueeze(1)
-        e = z.sub_(lse).exp_()  # softmax, from the forward's log-sum-exp
-        g = _grad_logits_(e, torch.ones_like(lse), tgt, torch.where(valid, go[start:stop], torch.zeros_like(go[start:stop])), eps)
-        _accumulate_grads(g, x, weight, gi[start:stop] if gi is not None else None, gw, gb)
+        _ops.cross_entropy_rows_(z, target[start:stop], None, go[start:stop], ctx.ignore_index, ctx.label_smoothing)
+        _accumulate_grads(z, x, weight, gi[start:stop] if gi is not None else None, gw, gb)
     return (
         gi,
         None if gw is None else gw.to(weight.dtype),

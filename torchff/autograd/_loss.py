@@ -1,0 +1,87 @@
+"""What the loss Functions share: torch's reduction enum, the compute dtype, reductions,
+summing a broadcast gradient back to its argument's shape, and the dtype checks.
+
+One spelling of each, imported by :mod:`torchff.autograd.bernoulli`,
+:mod:`torchff.autograd.regression` and :mod:`torchff.autograd.cross_entropy`. The names here
+are the module's stable API: new helpers are added, existing ones keep their name and meaning.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NONE",
+    "MEAN",
+    "SUM",
+    "compute_dtype",
+    "result_dtype",
+    "reduce",
+    "sum_to",
+    "check_floating",
+    "scalar_name",
+]
+
+#: torch's reduction enum (``torch.nn._reduction.get_enum``): 'none', 'mean', 'sum'
+NONE, MEAN, SUM = 0, 1, 2
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype arithmetic runs in: float32 for float16 and bfloat16 (as torch's CPU and CUDA
+    kernels accumulate them), the dtype itself otherwise."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def result_dtype(*tensors: Tensor | None) -> torch.dtype:
+    """torch's type promotion over the tensors that are not None."""
+    dtype = None
+    for t in tensors:
+        if t is not None:
+            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def reduce(elements: Tensor, reduction: int, denominator: Tensor | None = None) -> Tensor:
+    """``elements`` for ``NONE``, their sum for ``SUM``; for ``MEAN`` the sum divided by
+    ``denominator`` (a tensor: a weight total) or by the element count (nan when empty, as torch)."""
+    if reduction == NONE:
+        return elements
+    if reduction == SUM:
+        return elements.sum()
+    if denominator is None:
+        return elements.mean()
+    return elements.sum() / denominator
+
+
+def sum_to(t: Tensor | None, shape: torch.Size) -> Tensor | None:
+    """``t`` summed down to ``shape`` (the gradient of a broadcast argument); None stays None."""
+    return t if t is None or t.shape == shape else t.sum_to_size(shape)
+
+
+def check_floating(name: str, *tensors: Tensor | None, complex_ok: bool = False) -> None:
+    """Raise torch's ``NotImplementedError`` (``"<name>" not implemented for 'Long'``) when a
+    tensor is an integer or bool tensor (or complex, unless ``complex_ok``), as torch's loss
+    kernels refuse those dtypes."""
+    for t in tensors:
+        if t is None or t.is_floating_point() or (complex_ok and t.is_complex()):
+            continue
+        kind = str(t.dtype).removeprefix("torch.")
+        names = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                 "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+        raise NotImplementedError(f'"{name}" not implemented for \'{names.get(kind, kind)}\'')
+
+
+_SCALAR_NAMES = {
+    torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
+    torch.uint8: "Byte", torch.int8: "Char", torch.int16: "Short", torch.int32: "Int", torch.int64: "Long",
+    torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble",
+}
+
+
+def scalar_name(dtype: torch.dtype) -> str:
+    """torch's C++ name of ``dtype`` (``Float``, ``Half``, ``Long``, ...), as its error messages
+    spell it (``expected scalar type Float but found Half``)."""
+    return _SCALAR_NAMES.get(dtype, str(dtype).removeprefix("torch."))
