@@ -13,6 +13,7 @@ from torchff.autograd.rectifier import (
     ReLUInplaceFunction,
 )
 from torchff.autograd import maxout as _maxout  # noqa: F401  (private Functions: cached below too)
+from torchff.autograd import linear_cross_entropy as _linear_cross_entropy  # noqa: F401  (likewise)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.step import BinaryStepFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
