@@ -308,6 +308,25 @@ def test_the_schema_accepts_the_rbf_keys_and_any_registry_output():
     assert cfg.model.net.learnable_centers is False and cfg.model.output == "perceptron"
 
 
+def test_mappings_that_default_to_null_take_a_mapping_from_the_command_line(tmp_path):
+    # as the README shows; a typed Optional[Dict] that is null cannot take one in OmegaConf 2.3
+    cfg = compose(["paths.output_dir=/tmp/unused", "model.net.activation=leaky_relu",
+                   "model.net.activation_kwargs={negative_slope:0.1}", "model.loss_kwargs={reduction:mean}"])
+    assert cfg.model.net.activation_kwargs == {"negative_slope": 0.1} and cfg.model.loss_kwargs == {"reduction": "mean"}
+    metrics = run(compose_run(tmp_path, "experiment=xor", "trainer.max_epochs=2", "model.net.activation=leaky_relu",
+                              "model.net.activation_kwargs={negative_slope:0.1}", "model.loss_kwargs={reduction:mean}",
+                              "logger=none", "plots=false"))
+    assert math.isfinite(metrics["test/loss"])
+    # the checkpoint's hyper-parameters are plain containers: it loads as Lightning resumes (weights_only)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["loss_kwargs"] == {"reduction": "mean"}
+    resumed = run(compose_run(tmp_path / "resumed", "experiment=xor", "trainer.max_epochs=3",
+                              "model.net.activation=leaky_relu", "model.net.activation_kwargs={negative_slope:0.1}",
+                              "model.loss_kwargs={reduction:mean}", "logger=none", "plots=false",
+                              f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"))
+    assert math.isfinite(resumed["test/loss"])
+
+
 def test_without_features_the_rbf_keys_do_not_reach_the_network(tmp_path):
     from torchff.train.pipeline import _instantiate_model
 

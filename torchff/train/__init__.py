@@ -3,8 +3,10 @@
 * :class:`FeedforwardModule` -- a ``LightningModule`` for any network and output distribution;
 * :mod:`torchff.train.data` -- data modules (XOR, moons, circles, spirals, 1-D regression, MNIST,
   Fashion-MNIST); :mod:`torchff.train.datasets` -- their generators and an IDX reader;
-* :func:`run` -- one run from a composed config; :func:`compose` composes one from Python;
-* ``conf/`` (installed as ``torchff.conf``) -- the Hydra configs; :func:`config_dir` finds them.
+* :func:`run` -- one training run from a composed config; :func:`evaluate` tests a checkpoint
+  (``torchff-eval``); :func:`compose` composes a config from Python;
+* ``torchff.conf`` (the repository's ``conf/``) -- the Hydra configs, ``pkg://torchff.conf``; their
+  types are the dataclasses of :mod:`torchff.train.schema`.
 
 Names are imported on first use, so ``torchff-train``'s config errors come back quickly.
 """
@@ -28,9 +30,12 @@ _LAZY = {
     "SpiralsDataModule": "torchff.train.data",
     "TensorDataModule": "torchff.train.data",
     "XORDataModule": "torchff.train.data",
+    "CheckpointError": "torchff.train.errors",
     "ConfigError": "torchff.train.errors",
+    "CorruptDataError": "torchff.train.errors",
     "DataNotFoundError": "torchff.train.errors",
     "FeedforwardModule": "torchff.train.module",
+    "evaluate": "torchff.train.pipeline",
     "run": "torchff.train.pipeline",
 }
 

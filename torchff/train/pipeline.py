@@ -215,13 +215,15 @@ def _check_renamed(cfg: DictConfig) -> None:
 
 def _instantiate_model(cfg: DictConfig) -> Any:
     """The ``LightningModule`` of ``cfg.model``. The RBF keys of ``model.net`` reach the network only
-    with ``model.net.features`` set (without it they describe no layer)."""
+    with ``model.net.features`` set (without it they describe no layer). Arguments arrive as plain
+    Python containers, so the hyper-parameters saved in checkpoints hold no OmegaConf objects (which
+    ``torch.load(weights_only=True)``, what Lightning resumes with, refuses)."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
     net = model.get("net")
     if isinstance(net, dict) and net.get("features") is None:
         for key in ("features", *RBF_KEYS):
             net.pop(key, None)
-    return instantiate(model)
+    return instantiate(model, _convert_="all")
 
 
 def _setup(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, Any, L.Trainer, Path]:

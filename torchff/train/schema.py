@@ -10,7 +10,9 @@ The defaults here are those of the classes the nodes instantiate (``torchff.nn.M
 :class:`~torchff.train.module.FeedforwardModule`, ``lightning.pytorch.Trainer``); the YAML files set
 the values the configs actually use. Nodes whose keys depend on the option chosen (``data``, each
 data module has its own arguments, which it checks itself; ``callbacks``; ``logger``) and values of
-more than one type (``num_threads``: an int, ``null`` or ``auto``; ``trainer.devices``) are ``Any``.
+more than one type (``num_threads``: an int, ``null`` or ``auto``; ``trainer.devices``) are ``Any``, and
+so are the mappings that default to ``null`` (``model.loss_kwargs``, ``model.net.activation_kwargs``):
+OmegaConf 2.3 cannot merge a command-line mapping into a typed ``Optional[Dict]`` that is ``null``.
 
 A network other than ``torchff.nn.MLP`` needs keys this schema does not have: build it in Python
 (:class:`~torchff.train.module.FeedforwardModule` takes any ``nn.Module``).
@@ -19,7 +21,7 @@ A network other than ``torchff.nn.MLP`` needs keys this schema does not have: bu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -40,7 +42,7 @@ class NetConfig:
     hidden_features: List[int] = field(default_factory=list)
     out_features: Optional[int] = None
     activation: str = "relu"
-    activation_kwargs: Optional[Dict[str, Any]] = None
+    activation_kwargs: Any = None  # null or a mapping
     pieces: Optional[int] = None
     dropout: float = 0.0
     input_dropout: float = 0.0
@@ -72,7 +74,7 @@ class ModelConfig:
     scheduler_monitor: str = "val/loss"
     max_norm: Optional[float] = None
     num_classes: Optional[int] = None
-    loss_kwargs: Optional[Dict[str, Any]] = None
+    loss_kwargs: Any = None  # null or a mapping
 
 
 @dataclass
@@ -134,8 +136,8 @@ class RunConfig:
 
     data: Any = None
     model: ModelConfig = field(default_factory=ModelConfig)
-    callbacks: Optional[Dict[str, Any]] = None
-    logger: Optional[Dict[str, Any]] = None
+    callbacks: Any = None  # {name: a _target_ node or null}
+    logger: Any = None  # {name: a _target_ node or null}
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     task_name: str = MISSING
