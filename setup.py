@@ -12,4 +12,5 @@ from setuptools import Extension, setup
 
 flags = [] if os.name == "nt" else ["-O3", "-fno-trapping-math"]
 sources = sorted(glob.glob("torchff/csrc/*.c"))
-setup(ext_modules=[Extension("torchff._kernels", sources, extra_compile_args=flags, optional=True)])
+headers = sorted(glob.glob("torchff/csrc/*.h"))
+setup(ext_modules=[Extension("torchff._kernels", sources, depends=headers, extra_compile_args=flags, optional=True)])

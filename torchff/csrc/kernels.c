@@ -14,14 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifdef _WIN32
-#define TORCHFF_API __declspec(dllexport)
-#elif defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
-/* an AVX2 build of each loop beside the baseline one, picked at load time by the CPU */
-#define TORCHFF_API __attribute__((visibility("default"), target_clones("avx2", "default")))
-#else
-#define TORCHFF_API __attribute__((visibility("default")))
-#endif
+#include "torchff_api.h"
 
 /* leaky: one loop per output array, over a block of the input small enough to stay in L1,
    vectorizes better than one loop writing both (AVX2 here: ~1.0 ms against ~1.16 ms for 4 Mi

@@ -17,13 +17,7 @@
  */
 #include <stdint.h>
 
-#ifdef _WIN32
-#define TORCHFF_API __declspec(dllexport)
-#elif defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
-#define TORCHFF_API __attribute__((visibility("default"), target_clones("avx2", "default")))
-#else
-#define TORCHFF_API __attribute__((visibility("default")))
-#endif
+#include "torchff_api.h"
 
 /* groups per block on the inner == 1 path: the outputs being updated stay in L1 */
 #define TORCHFF_MAXOUT_BLOCK 1024
