@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as TF
 
 import torchff.functional as F
-from torchff.autograd import save_mode
 
 NAN, INF = float("nan"), float("inf")
 
@@ -59,21 +58,20 @@ def _softplus(beta, threshold):
 
 CASES = [
     Case("relu", F.relu, TF.relu),
-    Case("leaky_relu", F.leaky_relu, TF.leaky_relu),
-    Case("leaky_relu(0.2)", lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2)),
-    Case("leaky_relu(0)", lambda x: F.leaky_relu(x, 0.0), lambda x: TF.leaky_relu(x, 0.0)),
+    # every fixed slope keeps the 1-byte mask x > 0, never the output (which code may change in place)
+    Case("leaky_relu", F.leaky_relu, TF.leaky_relu, saved_per_elem=1, extra_per_elem=1),
+    Case("leaky_relu(0.2)", lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2),
+         saved_per_elem=1, extra_per_elem=1),
+    Case("leaky_relu(0)", lambda x: F.leaky_relu(x, 0.0), lambda x: TF.leaky_relu(x, 0.0),
+         saved_per_elem=1, extra_per_elem=1),
+    Case("leaky_relu(1.5)", lambda x: F.leaky_relu(x, 1.5), lambda x: TF.leaky_relu(x, 1.5),
+         saved_per_elem=1, extra_per_elem=1),
     Case(
         "leaky_relu(-0.5)",
         lambda x: F.leaky_relu(x, -0.5),
         lambda x: TF.leaky_relu(x, -0.5),
         saved_per_elem=1,
         extra_per_elem=1,
-    ),
-    Case(
-        "leaky_relu(-0.5), speed mode",
-        save_mode("speed")(lambda x: F.leaky_relu(x, -0.5)),
-        lambda x: TF.leaky_relu(x, -0.5),
-        extra_per_elem=8,  # the input, as torch
     ),
     Case(
         "generalized_relu(-1)",
@@ -83,15 +81,25 @@ CASES = [
         extra_per_elem=1,
     ),
     Case("abs_relu", F.abs_relu, torch.abs, saved_per_elem=1, extra_per_elem=1),
-    Case("abs_relu, speed mode", save_mode("speed")(F.abs_relu), torch.abs, extra_per_elem=8),  # the input
-    Case("prelu(scalar)", F.prelu, TF.prelu, weight=torch.tensor([0.25])),
-    Case("prelu(per-channel)", F.prelu, TF.prelu, weight=torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])),
+    # a trained weight: the input and the weight, as torch, whatever the slopes' values
+    Case("prelu(scalar)", F.prelu, TF.prelu, weight=torch.tensor([0.25]), extra_per_elem=8),
+    Case("prelu(per-channel)", F.prelu, TF.prelu, weight=torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]),
+         extra_per_elem=8),
     Case(
         "prelu(mixed-sign)",
         F.prelu,
         TF.prelu,
         weight=torch.tensor([0.2, -0.3, 0.0, 1.5, -1.0]),
-        extra_per_elem=8,  # the input, as torch: a negative or zero slope hides z from the output
+        extra_per_elem=8,
+    ),
+    Case(
+        "prelu(scalar, frozen)",
+        F.prelu,
+        TF.prelu,
+        weight=torch.tensor([-0.25]),
+        weight_grad=False,
+        saved_per_elem=1,
+        extra_per_elem=1,
     ),
     Case(
         "prelu(mixed-sign, frozen)",

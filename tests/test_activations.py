@@ -152,7 +152,7 @@ def test_binary_step_nan_differs_from_the_reference_idiom_only_at_nan():
 # shapes: 0-d, empty, non-contiguous, larger than one block, broadcast weights
 # --------------------------------------------------------------------------------------
 def _shaped_inputs():
-    base = torch.randn(30, 71, dtype=torch.float32) * 4  # 2130 elements: 3 blocks of 1000, a partial one
+    base = torch.randn(300, 71, dtype=torch.float32) * 4  # 21300 elements
     return {
         "0-d": torch.tensor(-1.25),
         "empty": torch.empty(0, 5),
@@ -168,7 +168,7 @@ SHAPED = _shaped_inputs()
 
 @pytest.mark.parametrize("name", list(SHAPED))
 @pytest.mark.parametrize("case", [c for c in CASES if c.weight is None], ids=lambda c: c.name)
-def test_shapes(case, name, small_blocks):
+def test_shapes(case, name):
     x = SHAPED[name].clone().requires_grad_()
     check_parity(case.ours, case.ref, x)
     out = case.ours(x)
@@ -181,7 +181,7 @@ def test_shapes(case, name, small_blocks):
 )
 @pytest.mark.parametrize("weights", ["positive", "mixed", "zero"])
 @pytest.mark.parametrize("weight_grad", [True, False])
-def test_prelu_shapes_and_broadcast(shape, wshape, weights, weight_grad, small_blocks):
+def test_prelu_shapes_and_broadcast(shape, wshape, weights, weight_grad):
     x = (torch.randn(shape) * 3).requires_grad_()
     if weights == "positive":
         w = torch.rand(wshape) + 0.05
@@ -224,7 +224,7 @@ def test_prelu_rejects_what_torch_rejects(shape, w, match):
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_dtype_parity_on_random_values(case, dtype, small_blocks):
+def test_dtype_parity_on_random_values(case, dtype):
     x = (torch.randn(640, 5, dtype=torch.float64) * 4).to(dtype)
     for v in case.differs_at:  # low precision hits +-1 exactly
         x = torch.where(x == v, x * 1.5, x)
@@ -246,8 +246,8 @@ def _chain_saved(act, x):
     "ours, ref, fewer",
     [
         (F.relu, TF.relu, 0),
-        (F.leaky_relu, TF.leaky_relu, 4),  # torch keeps the Linear's output, we the activation's
-        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),  # 1-byte mask
+        (F.leaky_relu, TF.leaky_relu, 3),  # torch keeps the Linear's output, we a 1-byte mask
+        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),
         (F.abs_relu, torch.abs, 3),  # int8 sign
         (F.sigmoid, torch.sigmoid, 0),
         (F.softplus, TF.softplus, 4),
@@ -259,35 +259,45 @@ def test_linear_activation_linear_chain_saves_less(ours, ref, fewer):
     assert _chain_saved(ref, x) - _chain_saved(ours, x) == fewer * 128 * 32
 
 
-def test_prelu_in_a_chain_keeps_nothing_beyond_the_next_linear():
+@pytest.mark.parametrize("trained, fewer", [(True, 0), (False, 3)])  # the input as torch / a 1-byte mask
+def test_prelu_in_a_chain(trained, fewer):
     x = torch.randn(128, 64, requires_grad=True)
-    w = torch.full((32,), 0.25, requires_grad=True)
+    w = torch.full((32,), 0.25, requires_grad=trained)
     ours = _chain_saved(lambda t: F.prelu(t, w), x)
     theirs = _chain_saved(lambda t: TF.prelu(t, w), x)
-    assert theirs - ours == 4 * 128 * 32
+    assert theirs - ours == fewer * 128 * 32
 
 
 # --------------------------------------------------------------------------------------
-# PReLU: what is saved follows the slopes and which gradients are needed
+# PReLU: what is saved follows which gradients are needed, never the weight's values
 # --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("w", [[0.25, 0.5], [0.25, -0.5], [0.25, 0.0], [0.25, INF], [NAN, 0.1]])
 @pytest.mark.parametrize(
-    "w, x_grad, w_grad, per_elem",
-    [
-        ([0.25, 0.5], True, True, 0),  # output
-        ([0.25, 0.5], False, True, 0),  # output, also for the weight's gradient alone
-        ([0.25, -0.5], True, True, 4),  # input, as torch
-        ([0.25, 0.0], True, True, 4),  # a zero slope erases min(0, z) from the output
-        ([0.25, 0.0], True, False, 0),  # ... but the sign is still there
-        ([0.25, -0.5], True, False, 1),  # mask
-        ([0.25, INF], True, True, 4),  # a non-finite slope: the input
-    ],
+    "x_grad, w_grad, per_elem",
+    [(True, True, 4), (False, True, 4), (True, False, 1)],  # input (as torch), input, mask
 )
-def test_prelu_saves_the_least(w, x_grad, w_grad, per_elem):
+def test_prelu_saves_by_requires_grad_only(w, x_grad, w_grad, per_elem):
     x = torch.randn(8, 2, requires_grad=x_grad)
     w = torch.tensor(w, requires_grad=w_grad)
     out, saved = saved_tensors(F.prelu, x, w)
     assert saved.beyond(out, w) == per_elem * x.numel()
+    assert saved.beyond(out) - saved.beyond(out, w) == w.numel() * 4  # and the weight
     check_parity(F.prelu, TF.prelu, x, w)
+
+
+def test_prelu_reads_no_weight_value_on_the_host(monkeypatch):
+    # no bool(tensor) / .item() anywhere in forward or backward: a CUDA weight would sync
+    def refuse(self, *a, **k):
+        raise AssertionError("a tensor's value was read on the host")
+
+    x = torch.randn(6, 3, requires_grad=True)
+    for w_grad in (True, False):
+        w = torch.tensor([0.2, -0.1, 0.3], requires_grad=w_grad)
+        with monkeypatch.context() as m:
+            for name in ("__bool__", "item", "tolist", "__float__"):
+                m.setattr(torch.Tensor, name, refuse)
+            out = F.prelu(x, w)
+            torch.autograd.grad(out, [x, w] if w_grad else [x], torch.ones_like(out))
 
 
 def test_nothing_saved_without_grad():
@@ -329,53 +339,20 @@ def test_cuda_parity(case):
 
 
 # --------------------------------------------------------------------------------------
-# the blockwise helper behind the fused paths
+# the private Functions that return their 1-byte mask or sign as a second output
 # --------------------------------------------------------------------------------------
-def test_blockwise_matches_whole_tensor_and_reuses_scratch(small_blocks):
-    import torchff.autograd._blockwise as bw
+@pytest.mark.parametrize("n", [2840, 3 * (1 << 16) + 5])  # one C call / chunks over threads
+def test_mask_and_sign_outputs(n):
+    from torchff.autograd.rectifier import _AbsSignFunction, _LeakyReLUMaskFunction
 
-    def kernel(x, y, out_a, out_b, s):
-        torch.mul(x, y, out=s)
-        torch.add(s, 1.0, out=out_a)
-        out_b.copy_(torch.gt(s, 0, out=s))
-
-    x, y = torch.randn(2500), torch.randn(2500)  # 3 blocks of 1000, the last one partial
-    a, b = bw.blockwise(kernel, [x, y], [torch.float32, torch.bool], [torch.float32])
-    assert torch.equal(a, x * y + 1) and torch.equal(b, x * y > 0)
-    # whole-tensor fallback for non-contiguous inputs
-    a2, _ = bw.blockwise(kernel, [x.view(50, 50).t(), y.view(50, 50).t()], [torch.float32, torch.bool], [torch.float32])
-    assert torch.equal(a2, (x * y + 1).view(50, 50).t())
-    # cached per thread: the same memory again, distinct buffers within one request
-    s1, s2 = bw.scratch(1000, [torch.float32, torch.float32], x.device)
-    t1, t2 = bw.scratch(800, [torch.float32, torch.float32], x.device)
-    assert s1.data_ptr() == t1.data_ptr() and s2.data_ptr() == t2.data_ptr() != s1.data_ptr()
-    assert bw.scratch(5000, [torch.float32], x.device)[0].data_ptr() not in (s1.data_ptr(), s2.data_ptr())
-
-
-# --------------------------------------------------------------------------------------
-# Functions that return their 1-byte mask or sign as a second output
-# --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("blocks", ["whole", "blockwise"])
-def test_mask_and_sign_outputs(blocks, request):
-    from torchff.autograd import AbsSignFunction, LeakyReLUMaskFunction
-
-    import torchff.autograd._blockwise as bw
-    import torchff.autograd.rectifier as rect
-
-    calls = []
-    if blocks == "blockwise":
-        request.getfixturevalue("small_blocks")  # (which also turns the compiled kernels off)
-        real, monkeypatch = bw.blockwise, request.getfixturevalue("monkeypatch")
-        for module in (bw, rect):  # both name it
-            monkeypatch.setattr(module, "blockwise", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    x = torch.randn(40, 71) * 3  # 2840 elements: 3 blocks of 1000 with small_blocks
-    x[0, :6] = torch.tensor([0.0, -0.0, NAN, INF, -INF, 1e-40])
+    x = torch.randn(n) * 3
+    x[:6] = torch.tensor([0.0, -0.0, NAN, INF, -INF, 1e-40])
     x.requires_grad_()
-    out, mask = LeakyReLUMaskFunction.apply(x, -0.5)
+    out, mask = _LeakyReLUMaskFunction.apply(x, -0.5)
     assert mask.dtype == torch.bool and not mask.requires_grad
     assert torch.equal(mask, x.detach() > 0)
     assert nan_safe_equal(out, TF.leaky_relu(x.detach(), -0.5))
-    value, sign = AbsSignFunction.apply(x)
+    value, sign = _AbsSignFunction.apply(x)
     assert sign.dtype == torch.int8 and not sign.requires_grad
     assert torch.equal(sign, torch.sign(x.detach()).to(torch.int8))  # 0 at ±0 and at nan
     assert nan_safe_equal(value, torch.abs(x.detach()))
@@ -385,8 +362,15 @@ def test_mask_and_sign_outputs(blocks, request):
     with torch.no_grad():
         assert nan_safe_equal(gl, torch.where(x > 0, g, -0.5 * g))
         assert nan_safe_equal(ga, g * torch.sign(x))
-    if blocks == "blockwise":
-        assert len(calls) == 4  # both forwards and both backwards ran block by block
+
+
+def test_internal_functions_are_private():
+    import torchff.autograd as A
+
+    for name in ("LeakyReLUMaskFunction", "LeakyReLUFunction", "AbsSignFunction", "AbsInputFunction",
+                 "PReLUFunction", "PReLUSaves", "BinaryStepFunction", "save_mode", "get_save_mode",
+                 "set_save_mode"):
+        assert not hasattr(A, name) and name not in A.__all__, name
 
 
 def test_forward_signatures_are_cached_exactly():
@@ -409,7 +393,8 @@ def test_forward_signatures_are_cached_exactly():
             f.__signature__ = cached
         found += 1
     assert found >= 20
-    x = torch.randn(5, requires_grad=True)
-    from torchff.autograd import BinaryStepFunction
+    from torchff.autograd.rectifier import _PReLUFunction
+    from torchff.autograd.step import _BinaryStepFunction
 
-    assert torch.equal(BinaryStepFunction.apply(x), (x >= 0).float())  # default ste=False still bound
+    for cls in (_BinaryStepFunction, _PReLUFunction):  # private ones too
+        assert "__signature__" in vars(cls.forward), cls

@@ -1,20 +1,9 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
-from torchff.autograd.mode import get_save_mode, save_mode, set_save_mode
 from torchff.autograd.maxout import MaxoutFunction, MaxoutLinearFunction
-from torchff.autograd.rectifier import (
-    AbsInputFunction,
-    AbsSignFunction,
-    LeakyReLUFunction,
-    LeakyReLUInplaceFunction,
-    LeakyReLUMaskFunction,
-    PReLUFunction,
-    PReLUSaves,
-    ReLUFunction,
-    ReLUInplaceFunction,
-)
+from torchff.autograd.rectifier import LeakyReLUInplaceFunction, ReLUFunction, ReLUInplaceFunction
+from torchff.autograd import step as _step  # noqa: F401  (private Functions: cached below too)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
-from torchff.autograd.step import BinaryStepFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
 from torchff.autograd.losses import (
     BCEWithLogitsFunction,
@@ -30,19 +19,9 @@ from torchff.autograd.losses import (
 from torchff.autograd.fused import LinearCrossEntropyFunction
 
 __all__ = [
-    "get_save_mode",
-    "save_mode",
-    "set_save_mode",
-    "AbsInputFunction",
-    "AbsSignFunction",
-    "BinaryStepFunction",
-    "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
-    "LeakyReLUMaskFunction",
     "MaxoutFunction",
     "MaxoutLinearFunction",
-    "PReLUFunction",
-    "PReLUSaves",
     "ReLUFunction",
     "ReLUInplaceFunction",
     "SigmoidFunction",
