@@ -25,7 +25,6 @@ import torch.nn.functional as TF
 from torch.utils.benchmark import Timer
 
 import torchff.functional as FF
-from torchff.autograd import save_mode
 from torchff.testing import saved_tensors
 
 SHAPE = (4096, 1024)
@@ -53,12 +52,10 @@ def cases() -> dict:
         "relu": (FF.relu, TF.relu, ()),
         "leaky_relu": (FF.leaky_relu, TF.leaky_relu, (0.01,)),
         "leaky_relu(-0.5)": (FF.leaky_relu, TF.leaky_relu, (-0.5,)),
-        "leaky(-0.5) speed": (save_mode("speed")(FF.leaky_relu), TF.leaky_relu, (-0.5,)),
         "prelu scalar": (FF.prelu, TF.prelu, (w1,)),
         "prelu per-channel": (FF.prelu, TF.prelu, (wc,)),
         "prelu mixed-sign": (FF.prelu, TF.prelu, (wm,)),
         "abs_relu": (FF.abs_relu, torch.abs, ()),
-        "abs_relu speed": (save_mode("speed")(FF.abs_relu), torch.abs, ()),
         "softplus": (FF.softplus, TF.softplus, ()),
         "softplus(beta=2)": (FF.softplus, TF.softplus, (2.0, 20.0)),
         "sigmoid": (FF.sigmoid, torch.sigmoid, ()),

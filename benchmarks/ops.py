@@ -123,16 +123,9 @@ def _elementwise(name, ff_fn, torch_fn, expected, shift=0.0):
     return build
 
 
-def _in_mode(mode: str, fn):
-    """``fn`` with its forward run in the given save mode (torchff.autograd.mode)."""
-    from torchff.autograd import save_mode
-
-    return save_mode(mode)(fn)
-
-
-def _slope(alpha: float, mode: str = "memory"):
-    """torchff's leaky_relu(z, alpha), its forward run in the given save mode."""
-    return _in_mode(mode, lambda z: F.leaky_relu(z, alpha))
+def _slope(alpha: float):
+    """torchff's leaky_relu(z, alpha)."""
+    return lambda z: F.leaky_relu(z, alpha)
 
 
 def _torch_slope(alpha: float):
@@ -224,16 +217,12 @@ def _laplace(s: Sizes, device, dtype, gen):
 
 CASES: dict[str, Callable] = {
     "relu": _elementwise("relu", lambda: F.relu, torch.relu, "0 (the output)"),
-    "leaky_relu": _elementwise("leaky_relu", lambda: F.leaky_relu, TF.leaky_relu, "0 (the output)"),
+    "leaky_relu": _elementwise("leaky_relu", lambda: F.leaky_relu, TF.leaky_relu, "bool mask, 1 B per element"),
     "leaky_relu_neg": _elementwise("leaky_relu_neg", lambda: _slope(-0.5), _torch_slope(-0.5),
                                    "bool mask, 1 B per element"),
-    "leaky_relu_neg_speed": _elementwise("leaky_relu_neg_speed", lambda: _slope(-0.5, "speed"), _torch_slope(-0.5),
-                                         "the input, as torch (save mode 'speed')"),
     "prelu": _prelu(channels=False),
     "prelu_channels": _prelu(channels=True),
     "abs": _elementwise("abs", lambda: F.abs_relu, torch.abs, "int8 sign, 1 B per element"),
-    "abs_speed": _elementwise("abs_speed", lambda: _in_mode("speed", F.abs_relu), torch.abs,
-                              "the input, as torch (save mode 'speed')"),
     "softplus": _elementwise("softplus", lambda: F.softplus, TF.softplus, "0 (the output)"),
     "sigmoid": _elementwise("sigmoid", lambda: F.sigmoid, torch.sigmoid, "0 (the output)"),
     "maxout": _maxout,
