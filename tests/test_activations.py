@@ -398,3 +398,193 @@ def test_forward_signatures_are_cached_exactly():
 
     for cls in (_BinaryStepFunction, _PReLUFunction):  # private ones too
         assert "__signature__" in vars(cls.forward), cls
+
+
+# --------------------------------------------------------------------------------------
+# batched gradients and forward mode, on every Function (gradcheck's own checks, transforms)
+# --------------------------------------------------------------------------------------
+GRAD_CASES = [c for c in CASES if c.gradcheck and c.name.split("(")[0] not in ("sigmoid", "softplus")]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c.name for c in GRAD_CASES])
+def test_gradcheck_batched_and_forward_ad(case):
+    x = away_from_kinks((4, 5), case).requires_grad_()
+    args = case.args(x)
+    assert torch.autograd.gradcheck(case.ours, args, check_batched_grad=True, check_forward_ad=True,
+                                    check_undefined_grad=True)
+    assert torch.autograd.gradgradcheck(case.ours, args, check_batched_grad=True, check_fwd_over_rev=True)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c.name for c in GRAD_CASES])
+def test_jacfwd_hessian_and_batched_grads(case):
+    x = away_from_kinks((3, 5), case)
+    rest = case.args(x.clone().requires_grad_())[1:]  # the weight, if any (trained or frozen)
+    rest = [r.detach() for r in rest]
+
+    def f(t, *r):
+        return case.ours(t, *r)
+
+    def g(t, *r):
+        return case.ref(t, *r)
+
+    argnums = tuple(range(1 + len(rest))) if rest and case.weight_grad else 0
+    for transform in (torch.func.jacfwd, torch.func.jacrev):
+        got, want = transform(f, argnums=argnums)(x, *rest), transform(g, argnums=argnums)(x, *rest)
+        for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+            torch.testing.assert_close(a, b)
+    h = torch.func.hessian(lambda t: f(t, *rest).sum())(x)
+    torch.testing.assert_close(h, torch.func.hessian(lambda t: g(t, *rest).sum())(x))
+    # the plain autograd API's batched paths
+    xr = x.clone().requires_grad_()
+    out = f(xr, *rest)
+    (gb,) = torch.autograd.grad(out, xr, torch.eye(out.numel(), dtype=x.dtype).reshape(-1, *out.shape),
+                                is_grads_batched=True)
+    jac = torch.autograd.functional.jacobian(lambda t: f(t, *rest), x, vectorize=True)
+    torch.testing.assert_close(gb.reshape(jac.shape), jac)
+    torch.testing.assert_close(jac, torch.autograd.functional.jacobian(lambda t: g(t, *rest), x))
+    # forward mode through torch.autograd.forward_ad
+    import torch.autograd.forward_ad as fwAD
+
+    tangent = torch.randn_like(x)
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(f(fwAD.make_dual(x, tangent), *rest)).tangent
+        want = fwAD.unpack_dual(g(fwAD.make_dual(x, tangent), *rest)).tangent
+    torch.testing.assert_close(got, want)
+
+
+def test_prelu_forward_mode_through_the_weight():
+    import torch.autograd.forward_ad as fwAD
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for w in (torch.randn(3, dtype=torch.float64), torch.randn(1, dtype=torch.float64)):
+        jf = torch.func.jacfwd(F.prelu, argnums=(0, 1))(x, w)
+        jr = torch.func.jacrev(TF.prelu, argnums=(0, 1))(x, w)
+        for a, b in zip(jf, jr):
+            torch.testing.assert_close(a, b)
+        tw = torch.randn_like(w)
+        with fwAD.dual_level():  # a dual weight that does not require grad: the input is kept
+            got = fwAD.unpack_dual(F.prelu(x.requires_grad_(), fwAD.make_dual(w, tw))).tangent
+        torch.testing.assert_close(got, torch.func.jvp(lambda v: TF.prelu(x.detach(), v), (w,), (tw,))[1])
+        x = x.detach()
+
+
+def test_binary_step_ste_forward_mode_matches_its_backward():
+    x = torch.tensor([-1.5, -1.0, -0.3, -0.0, 0.0, 0.7, 1.0, 2.0], dtype=torch.float64)
+    ste = lambda t: F.binary_step(t, ste=True)  # noqa: E731
+    torch.testing.assert_close(torch.func.jacfwd(ste)(x), torch.func.jacrev(ste)(x))
+    torch.testing.assert_close(torch.func.jacrev(ste)(x), torch.diag((x.abs() <= 1).double()))
+
+
+# --------------------------------------------------------------------------------------
+# issue 15: a nan slope; dtypes torch rejects
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("slope", [NAN, INF, -INF])
+def test_non_finite_slope_gradients_as_torch(slope):
+    import torchff
+
+    x = torch.tensor([-2.0, -0.0, 0.0, 1.5, NAN, INF, -INF])
+    for ours in (lambda t: F.leaky_relu(t, slope), lambda t: F.generalized_relu(t, slope),
+                 torchff.nn.LeakyReLU(slope)):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ours(xa), TF.leaky_relu(xb, slope)
+        assert nan_safe_equal(ya, yb)
+        g = torch.linspace(-1, 1, x.numel())
+        (ga,) = torch.autograd.grad(ya, xa, g)
+        (gb,) = torch.autograd.grad(yb, xb, g)
+        assert nan_safe_equal(ga, gb)  # nan (or inf) where x <= 0 or nan, as torch
+
+
+def test_nan_slope_in_place_raises_as_torch():
+    for fn in (TF.leaky_relu_, F.leaky_relu_):
+        y = fn(torch.randn(4, requires_grad=True) * 1.0, NAN)
+        with pytest.raises(RuntimeError, match="negative slope which is not supported"):
+            y.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64], ids=str)
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (F.relu, torch.relu),
+        (F.relu_, torch.relu_),
+        (F.leaky_relu, TF.leaky_relu),
+        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5)),
+        (F.leaky_relu_, TF.leaky_relu_),
+        (F.abs_relu, torch.abs),
+        (lambda t: F.prelu(t, torch.tensor([0.25])), lambda t: TF.prelu(t, torch.tensor([0.25]))),
+        (lambda t: F.prelu(t, torch.ones(1, dtype=t.dtype)), lambda t: TF.prelu(t, torch.ones(1, dtype=t.dtype))),
+    ],
+    ids=["relu", "relu_", "leaky", "leaky(-0.5)", "leaky_", "abs", "prelu(float w)", "prelu(same dtype)"],
+)
+def test_non_float_dtypes_as_torch(ours, theirs, dtype):
+    x = torch.tensor([1, -2, 0, 3]).to(dtype)
+    try:
+        want = theirs(x.clone())
+    except Exception as e:  # noqa: BLE001 - the type is what is compared
+        with pytest.raises(type(e)):
+            ours(x.clone())
+        return
+    got = ours(x.clone())
+    assert got.dtype == want.dtype and torch.equal(got, want)
+
+
+def test_prelu_mixed_dtypes_rejected_as_torch():
+    x, w = torch.randn(3, 2), torch.rand(2, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="Type promoting not supported"):
+        TF.prelu(x, w)
+    with pytest.raises(RuntimeError, match="Type promoting not supported"):
+        F.prelu(x, w)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64], ids=str)
+def test_binary_step_rejects_non_float(dtype):
+    with pytest.raises(TypeError, match="floating point"):
+        F.binary_step(torch.zeros(3, dtype=dtype))
+
+
+# --------------------------------------------------------------------------------------
+# the ops: opcheck (schema, fake, autograd registration, vmap, aot dispatch), export
+# --------------------------------------------------------------------------------------
+def _op_samples():
+    from torchff.kernels import rectifier as K
+
+    x = torch.randn(6, 5) * 3
+    x[0, :3] = torch.tensor([0.0, -0.0, -INF])  # (opcheck compares outputs without equal_nan)
+    xt = torch.randn(5, 6).t()  # strided
+    g = torch.randn(6, 5)
+    return [
+        (K.leaky_mask, (x, -0.5)), (K.leaky_mask, (xt, 0.01)),
+        (K.leaky_backward, (g, x > 0, -0.5)),
+        (K.abs_sign, (x,)), (K.abs_sign, (xt.double(),)),
+        (K.times_small, (g, torch.sign(x).to(torch.int8))), (K.times_small, (g, x > 0)),
+        (K.step, (x, True)), (K.step, (x, False)), (K.step, (xt.half(), True)),
+        (K.prelu, (x, torch.randn(5), True)), (K.prelu, (x, torch.randn(1), False)),
+        (K.prelu, (torch.randn(2, 5, 3), torch.randn(5), True)), (K.prelu, (torch.tensor(1.5), torch.tensor(0.2), False)),
+        (K.prelu_backward, (g, x, torch.randn(5), True, True)),
+        (K.prelu_backward, (g, x, torch.randn(()), False, True)),
+        (K.prelu_backward, (g, x > 0, torch.randn(5), True, False)),
+        (K.prelu_backward, (torch.randn(2, 5, 3), torch.randn(2, 5, 3), torch.randn(5), True, True)),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_op_samples())))
+def test_opcheck(k):
+    op, args = _op_samples()[k]
+    torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name.split("(")[0] not in ("sigmoid", "softplus")],
+                         ids=lambda c: c.name)
+def test_export(case):
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            if case.weight is not None:
+                self.w = torch.nn.Parameter(case.weight.clone(), requires_grad=case.weight_grad)
+
+        def forward(self, x):
+            return case.ours(x, self.w) if case.weight is not None else case.ours(x)
+
+    m, x = M(), torch.randn(4, 5)
+    ep = torch.export.export(m, (x,))
+    torch.testing.assert_close(ep.module()(x), m(x), equal_nan=True)
