@@ -65,9 +65,9 @@ def times_small_kernel(g_ptr, small_ptr, out_ptr, n, BLOCK: tl.constexpr):
 @triton.jit
 def step_kernel(x_ptr, out_ptr, inside_ptr, n, STE: tl.constexpr, BLOCK: tl.constexpr):
     offs, m = _offsets(n, BLOCK)
-    x = tl.load(x_ptr + offs, mask=m)
-    out = tl.where(x != x, x, (x >= 0).to(x.dtype))
-    tl.store(out_ptr + offs, out, mask=m)
+    x = tl.load(x_ptr + offs, mask=m).to(tl.float32)
+    out = tl.where(x != x, x, tl.where(x >= 0, 1.0, 0.0))
+    tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=m)
     if STE:
         tl.store(inside_ptr + offs, (tl.abs(x) <= 1).to(tl.uint8), mask=m)
 
