@@ -64,7 +64,23 @@ def _triton():
 
 
 def _empty_like(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A fresh contiguous tensor of ``x``'s shape (the fake implementations' outputs)."""
     return torch.empty(x.shape, dtype=x.dtype if dtype is None else dtype, device=x.device)
+
+
+def _fresh(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``_empty_like`` for a contiguous ``x``, by the cheaper ``torch.empty_like``."""
+    return torch.empty_like(x, dtype=dtype)
+
+
+def _run(fn, arrays: list[Tensor], scalars: tuple = ()) -> None:
+    """:func:`torchff.kernels._c.run`, with the call made here directly below two chunks' worth
+    (the common case at training sizes: no Python chunking logic)."""
+    n = arrays[0].numel()
+    if n < 2 * _c.MIN_CHUNK:
+        fn(*(t.data_ptr() for t in arrays), *scalars, n)
+    else:
+        _c.run(fn, arrays, scalars)
 
 
 def _none(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -94,8 +110,8 @@ def _leaky_mask_cpu(x: Tensor, a: float) -> tuple[Tensor, Tensor]:
     if fn is None:
         return _leaky_mask_composite(x, a)
     x = x.contiguous()
-    out, mask = _empty_like(x), _empty_like(x, torch.bool)
-    _c.run(fn, [x, out, mask], (a,))
+    out, mask = _fresh(x), _fresh(x, torch.bool)
+    _run(fn, [x, out, mask], (a,))
     return out, mask
 
 
@@ -125,8 +141,8 @@ def _leaky_backward_cpu(grad: Tensor, mask: Tensor, a: float) -> Tensor:
     if fn is None:
         return _leaky_backward_composite(grad, mask, a)
     grad, mask = grad.contiguous(), mask.contiguous()
-    out = _empty_like(grad)
-    _c.run(fn, [grad, mask, out], (a,))
+    out = _fresh(grad)
+    _run(fn, [grad, mask, out], (a,))
     return out
 
 
@@ -159,8 +175,8 @@ def _abs_sign_cpu(x: Tensor) -> tuple[Tensor, Tensor]:
     if fn is None:
         return _abs_sign_composite(x)
     x = x.contiguous()
-    out, sign = _empty_like(x), _empty_like(x, torch.int8)
-    _c.run(fn, [x, out, sign])
+    out, sign = _fresh(x), _fresh(x, torch.int8)
+    _run(fn, [x, out, sign])
     return out, sign
 
 
@@ -189,8 +205,8 @@ def _times_small_cpu(grad: Tensor, small: Tensor) -> Tensor:
     if fn is None:
         return _times_small_composite(grad, small)
     grad, small = grad.contiguous(), small.contiguous()
-    out = _empty_like(grad)
-    _c.run(fn, [grad, small, out])  # a bool is one byte holding 0 or 1: read as int8
+    out = _fresh(grad)
+    _run(fn, [grad, small, out])  # a bool is one byte holding 0 or 1: read as int8
     return out
 
 
@@ -225,12 +241,12 @@ def _step_cpu(x: Tensor, ste: bool) -> tuple[Tensor, Tensor]:
     if fn is None:
         return _step_composite(x, ste)
     x = x.contiguous()
-    out = _empty_like(x)
+    out = _fresh(x)
     if not ste:
-        _c.run(fn, [x, out])
+        _run(fn, [x, out])
         return out, _none(x, torch.bool)
-    inside = _empty_like(x, torch.bool)
-    _c.run(fn, [x, out, inside])
+    inside = _fresh(x, torch.bool)
+    _run(fn, [x, out, inside])
     return out, inside
 
 
@@ -315,8 +331,8 @@ def _prelu_cpu(x: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Tens
         return _prelu_composite(x, weight, with_mask)
     x, weight = x.contiguous(), weight.contiguous()
     C, inner = geometry(x, weight)
-    out = _empty_like(x)
-    mask = _empty_like(x, torch.bool) if with_mask else _none(x, torch.bool)
+    out = _fresh(x)
+    mask = _fresh(x, torch.bool) if with_mask else _none(x, torch.bool)
     xp, wp, op, mp = x.data_ptr(), weight.data_ptr(), out.data_ptr(), mask.data_ptr() if with_mask else None
     _parallel(lambda k, b, e: fn(xp, wp, op, mp, C, inner, b, e), _ranges(x.numel(), C if inner == 1 else 1))
     return out, mask
@@ -398,7 +414,7 @@ def _prelu_backward_cpu(
     grad, saved, weight = grad.contiguous(), saved.contiguous(), weight.contiguous()
     C, inner = geometry(grad, weight)
     ranges = _ranges(grad.numel(), C if inner == 1 else 1)
-    gi = _empty_like(grad) if need_input else _none(grad)
+    gi = _fresh(grad) if need_input else _none(grad)
     gp, sp, wp, ip = grad.data_ptr(), saved.data_ptr(), weight.data_ptr(), gi.data_ptr() if need_input else None
     if from_mask:
         _parallel(lambda k, b, e: fn(gp, sp, wp, ip, C, inner, b, e), ranges)
