@@ -75,8 +75,8 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.relu_(input)  # no graph to record: torch's op returns the very object
-        return _rectifier.apply(_rectifier.RELU_INPLACE, input)
-    return _rectifier.apply(_rectifier.RELU, input)
+        return _rectifier.pick(_rectifier.RELU_INPLACE).apply(input)
+    return _rectifier.pick(_rectifier.RELU).apply(input)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -97,10 +97,10 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
-        return _rectifier.apply(_rectifier.LEAKY_RELU_INPLACE, input, negative_slope)
+        return _rectifier.pick(_rectifier.LEAKY_RELU_INPLACE).apply(input, negative_slope)
     if not (torch.is_grad_enabled() and input.requires_grad):
         return torch.nn.functional.leaky_relu(input, negative_slope)  # no graph: no mask to make
-    return _rectifier.apply(_rectifier.LEAKY_RELU_MASK, input, negative_slope)[0]
+    return _rectifier.pick(_rectifier.LEAKY_RELU_MASK).apply(input, negative_slope)[0]
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -128,7 +128,7 @@ def abs_relu(input: Tensor) -> Tensor:
     """
     if not (input.is_floating_point() and torch.is_grad_enabled() and input.requires_grad):
         return torch.abs(input)  # no graph (or not a real float): torch's op, torch's dtype rules
-    return _rectifier.apply(_rectifier.ABS_SIGN, input)[0]
+    return _rectifier.pick(_rectifier.ABS_SIGN).apply(input)[0]
 
 
 def _prelu_with_mask(input: Tensor, weight: Tensor) -> bool:
@@ -164,7 +164,7 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     input, weight = _autocast_to_lower(input.device.type, input, weight)  # prelu is on autocast's list
     if not (input.is_floating_point() and weight.dtype == input.dtype):
         return torch.prelu(input, weight)  # torch's error (type promotion, integer dtypes)
-    return _rectifier.apply(_rectifier.PRELU, input, weight, _prelu_with_mask(input, weight))[0]
+    return _rectifier.pick(_rectifier.PRELU).apply(input, weight, _prelu_with_mask(input, weight))[0]
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -192,7 +192,7 @@ def binary_step(input: Tensor, ste: bool = False) -> Tensor:
     """
     if not input.is_floating_point():
         raise TypeError(f"binary_step: expected a floating point input, got {input.dtype}")
-    return _rectifier.apply(_step.BINARY_STEP, input, bool(ste))[0]
+    return _rectifier.pick(_step.BINARY_STEP).apply(input, bool(ste))[0]
 
 
 # --------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ value only.
 Forward mode: every Function has a ``jvp``. Dynamo cannot trace a Function that defines one
 (``torch.compile`` refuses it, and forward-mode AD does not run in a compiled graph), so each
 Function has a twin without it, identical otherwise (:func:`with_compile_twin`), and
-:func:`apply` calls the twin while compiling. :mod:`torchff.functional` calls through
-:func:`apply`; call ``apply(ReLUFunction, x)`` rather than ``ReLUFunction.apply(x)`` in code
-that is compiled.
+:func:`pick` returns the twin while compiling. :mod:`torchff.functional` calls
+``pick(pair).apply(...)``; code that is compiled should too (``pick(RELU).apply(x)``, not
+``ReLUFunction.apply(x)``).
 """
 
 from __future__ import annotations
@@ -44,16 +44,14 @@ _NEGATIVE_SLOPE_INPLACE = (
 
 def with_compile_twin(cls: type) -> tuple[type, type]:
     """``(cls, twin)``: the twin is a subclass of ``cls`` without its ``jvp`` (the one
-    difference), which ``torch.compile`` can trace; :func:`apply` takes the pair."""
+    difference), which ``torch.compile`` can trace; :func:`pick` chooses."""
     return cls, type(cls.__name__ + "Compiled", (cls,), {"jvp": Function.jvp, "__doc__": cls.__doc__})
 
 
-def apply(pair: tuple[type, type], *args):
-    """``Function.apply(*args)`` for a :func:`with_compile_twin` pair: the twin's while
-    ``torch.compile`` traces, the Function's otherwise."""
-    if torch.compiler.is_compiling():
-        return pair[1].apply(*args)
-    return pair[0].apply(*args)
+def pick(pair):
+    """The Function of a :func:`with_compile_twin` pair to call: its twin while ``torch.compile``
+    traces, the Function itself otherwise (``pick(RELU).apply(x)``)."""
+    return pair[1] if torch.compiler.is_compiling() else pair[0]
 
 
 def _save_second_output(ctx, output: tuple[Tensor, Tensor]) -> None:
@@ -133,7 +131,7 @@ class ReLUInplaceFunction(Function):
 
     @staticmethod
     def vmap(info, in_dims, input):
-        return apply(RELU_INPLACE, input), in_dims[0]
+        return pick(RELU_INPLACE).apply(input), in_dims[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -221,7 +219,7 @@ class LeakyReLUInplaceFunction(Function):
 
     @staticmethod
     def vmap(info, in_dims, input, negative_slope):
-        return apply(LEAKY_RELU_INPLACE, input, negative_slope), in_dims[0]
+        return pick(LEAKY_RELU_INPLACE).apply(input, negative_slope), in_dims[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -340,7 +338,7 @@ class _PReLUFunction(Function):
         return out_t, None
 
 
-# (Function, compile twin) pairs, for apply()
+# (Function, compile twin) pairs, for pick()
 RELU = with_compile_twin(ReLUFunction)
 RELU_INPLACE = with_compile_twin(ReLUInplaceFunction)
 LEAKY_RELU_MASK = with_compile_twin(_LeakyReLUMaskFunction)

@@ -63,4 +63,4 @@ class _BinaryStepFunction(Function):
         return tangent * inside, None
 
 
-BINARY_STEP = with_compile_twin(_BinaryStepFunction)  # (Function, compile twin), for rectifier.apply
+BINARY_STEP = with_compile_twin(_BinaryStepFunction)  # (Function, compile twin), for rectifier.pick
