@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as TF
 
 import torchff.functional as F
-from torchff.autograd import save_mode
 
 NAN, INF = float("nan"), float("inf")
 
@@ -59,40 +58,20 @@ def _softplus(beta, threshold):
 
 CASES = [
     Case("relu", F.relu, TF.relu),
-    # every slope keeps a 1-byte mask, never the output (which may be changed in place)
+    # every fixed slope keeps the 1-byte mask x > 0, never the output (which code may change in place)
     Case("leaky_relu", F.leaky_relu, TF.leaky_relu, saved_per_elem=1, extra_per_elem=1),
-    Case(
-        "leaky_relu(0.2)",
-        lambda x: F.leaky_relu(x, 0.2),
-        lambda x: TF.leaky_relu(x, 0.2),
-        saved_per_elem=1,
-        extra_per_elem=1,
-    ),
-    Case(
-        "leaky_relu(0)",
-        lambda x: F.leaky_relu(x, 0.0),
-        lambda x: TF.leaky_relu(x, 0.0),
-        saved_per_elem=1,
-        extra_per_elem=1,
-    ),
-    Case(
-        "leaky_relu(0.2), speed mode",
-        save_mode("speed")(lambda x: F.leaky_relu(x, 0.2)),
-        lambda x: TF.leaky_relu(x, 0.2),
-        extra_per_elem=8,  # the input, as torch
-    ),
+    Case("leaky_relu(0.2)", lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2),
+         saved_per_elem=1, extra_per_elem=1),
+    Case("leaky_relu(0)", lambda x: F.leaky_relu(x, 0.0), lambda x: TF.leaky_relu(x, 0.0),
+         saved_per_elem=1, extra_per_elem=1),
+    Case("leaky_relu(1.5)", lambda x: F.leaky_relu(x, 1.5), lambda x: TF.leaky_relu(x, 1.5),
+         saved_per_elem=1, extra_per_elem=1),
     Case(
         "leaky_relu(-0.5)",
         lambda x: F.leaky_relu(x, -0.5),
         lambda x: TF.leaky_relu(x, -0.5),
         saved_per_elem=1,
         extra_per_elem=1,
-    ),
-    Case(
-        "leaky_relu(-0.5), speed mode",
-        save_mode("speed")(lambda x: F.leaky_relu(x, -0.5)),
-        lambda x: TF.leaky_relu(x, -0.5),
-        extra_per_elem=8,  # the input, as torch
     ),
     Case(
         "generalized_relu(-1)",
@@ -102,31 +81,25 @@ CASES = [
         extra_per_elem=1,
     ),
     Case("abs_relu", F.abs_relu, torch.abs, saved_per_elem=1, extra_per_elem=1),
-    Case("abs_relu, speed mode", save_mode("speed")(F.abs_relu), torch.abs, extra_per_elem=8),  # the input
-    # PReLU keeps the input, as torch, while the weight needs a gradient; never the output
+    # a trained weight: the input and the weight, as torch, whatever the slopes' values
     Case("prelu(scalar)", F.prelu, TF.prelu, weight=torch.tensor([0.25]), extra_per_elem=8),
-    Case(
-        "prelu(per-channel)",
-        F.prelu,
-        TF.prelu,
-        weight=torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]),
-        extra_per_elem=8,
-    ),
-    Case(
-        "prelu(per-channel, frozen)",
-        F.prelu,
-        TF.prelu,
-        weight=torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]),
-        weight_grad=False,
-        saved_per_elem=1,
-        extra_per_elem=1,
-    ),
+    Case("prelu(per-channel)", F.prelu, TF.prelu, weight=torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]),
+         extra_per_elem=8),
     Case(
         "prelu(mixed-sign)",
         F.prelu,
         TF.prelu,
         weight=torch.tensor([0.2, -0.3, 0.0, 1.5, -1.0]),
-        extra_per_elem=8,  # the input, as torch
+        extra_per_elem=8,
+    ),
+    Case(
+        "prelu(scalar, frozen)",
+        F.prelu,
+        TF.prelu,
+        weight=torch.tensor([-0.25]),
+        weight_grad=False,
+        saved_per_elem=1,
+        extra_per_elem=1,
     ),
     Case(
         "prelu(mixed-sign, frozen)",

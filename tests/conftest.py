@@ -32,27 +32,6 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture
-def without_native(monkeypatch):
-    """The pure-PyTorch paths only, as on a machine where the compiled kernels were not built."""
-    from torchff.autograd import _native
-
-    monkeypatch.setattr(_native, "_lib", None)
-    monkeypatch.setattr(_native, "_loaded", True)
-    assert not _native.available()
-
-
-@pytest.fixture
-def small_blocks(monkeypatch, without_native):
-    """Blocks of 1000 elements, so that modest tensors take the blockwise path (partial last
-    block included) instead of one whole-tensor call or the compiled kernels."""
-    import torchff.autograd._blockwise as bw
-
-    monkeypatch.setattr(bw, "_MIN_BLOCK", 1000)
-    monkeypatch.setattr(bw, "_PER_THREAD", 1)
-    assert bw.block_size() == 1000
-
-
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -148,3 +148,119 @@ def test_compile_in_place():
     for ours, theirs in INPLACE.values():
         x = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
         check_compile(lambda t: ours(t * 2.0) + 1.0, x)
+
+
+# --------------------------------------------------------------------------------------
+# in place after the activation (issue 12 item 4): the next layer changes the output before
+# backward. Whatever works with torch's module must work with torchff's, with its gradients;
+# where torch raises (ReLU keeps its output), torchff raises too.
+# --------------------------------------------------------------------------------------
+class _Lambda(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def _pairs():
+    from torchff.nn import AbsReLU, BinaryStep, GeneralizedReLU
+
+    from _activation_cases import step_ste_reference
+
+    nn = torch.nn
+    frozen = (torchff.nn.PReLU(8, init=-0.3), nn.PReLU(8, init=-0.3))
+    for m in frozen:
+        m.weight.requires_grad_(False)
+    return {
+        "ReLU": (torchff.nn.ReLU(), nn.ReLU()),
+        "LeakyReLU()": (torchff.nn.LeakyReLU(), nn.LeakyReLU()),
+        "LeakyReLU(0.1)": (torchff.nn.LeakyReLU(0.1), nn.LeakyReLU(0.1)),
+        "LeakyReLU(0)": (torchff.nn.LeakyReLU(0.0), nn.LeakyReLU(0.0)),
+        "LeakyReLU(-0.5)": (torchff.nn.LeakyReLU(-0.5), nn.LeakyReLU(-0.5)),
+        "PReLU()": (torchff.nn.PReLU(), nn.PReLU()),
+        "PReLU(8)": (torchff.nn.PReLU(8), nn.PReLU(8)),
+        "PReLU(8, init=-0.3), frozen": frozen,
+        "GeneralizedReLU(-1)": (GeneralizedReLU(-1.0), nn.LeakyReLU(-1.0)),
+        "GeneralizedReLU(0.2, learnable)": (GeneralizedReLU(0.2, learnable=True, num_parameters=8), nn.PReLU(8, 0.2)),
+        "AbsReLU": (AbsReLU(), _Lambda(torch.abs)),
+        "BinaryStep(ste)": (BinaryStep(ste=True), _Lambda(step_ste_reference)),
+    }
+
+
+PAIRS = list(_pairs())
+PATTERNS = {
+    "dropout(inplace)": lambda h, r: torch.nn.functional.dropout(h, 0.5, True, inplace=True),
+    "+= residual": lambda h, r: h.__iadd__(r),
+    "mul_(2)": lambda h, r: h.mul_(2.0),
+}
+
+
+def _run(act, pattern, seed=0):
+    torch.manual_seed(seed)
+    lin1, lin2 = torch.nn.Linear(4, 8).double(), torch.nn.Linear(8, 2).double()
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    act = act.double()
+    h = act(lin1(x))
+    torch.manual_seed(seed + 1)  # the same dropout mask for both
+    h = PATTERNS[pattern](h, x.sum(1, keepdim=True).expand(6, 8))
+    params = [x, *lin1.parameters(), *[p for p in act.parameters() if p.requires_grad]]
+    return torch.autograd.grad(lin2(h).square().sum(), params)
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("name", PAIRS)
+def test_in_place_after_the_activation(name, pattern):
+    ours, theirs = _pairs()[name]
+    try:
+        want = _run(theirs, pattern)
+    except RuntimeError as e:
+        assert "modified by an inplace operation" in str(e)
+        assert name == "ReLU"  # the one module here that keeps its output, as torch's
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            _run(ours, pattern)
+        return
+    got = _run(ours, pattern)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_a_converted_model_trains_where_torch_trains(pattern):
+    from torchff.nn import convert
+
+    def model():
+        torch.manual_seed(0)
+        nn = torch.nn
+        return nn.Sequential(nn.Linear(4, 8), nn.LeakyReLU(0.1), nn.Linear(8, 8), nn.PReLU(8),
+                             nn.Linear(8, 8), nn.LeakyReLU(-0.2), nn.Linear(8, 2)).double()
+
+    class WithPattern(torch.nn.Module):
+        def __init__(self, seq):
+            super().__init__()
+            self.seq = seq
+
+        def forward(self, x):
+            h = x
+            for m in self.seq:
+                h = m(h)
+                if not isinstance(m, torch.nn.Linear) and h.shape[-1] == 8:
+                    torch.manual_seed(7)
+                    h = PATTERNS[pattern](h, torch.ones_like(h))
+            return h
+
+    theirs, ours = WithPattern(model()), WithPattern(convert(model()))
+    assert sum(type(m).__module__.startswith("torchff") for m in ours.modules()) == 3
+    x = torch.randn(5, 4, dtype=torch.float64)
+    ga = torch.autograd.grad(ours(x).square().sum(), list(ours.parameters()))
+    gb = torch.autograd.grad(theirs(x).square().sum(), list(theirs.parameters()))
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_issue_example_trains():
+    m = torch.nn.Sequential(torch.nn.Linear(4, 8), torchff.nn.LeakyReLU(0.1), torch.nn.Dropout(0.5, inplace=True),
+                            torch.nn.Linear(8, 2))
+    m(torch.randn(3, 4)).sum().backward()
+    assert all(p.grad is not None for p in m.parameters())

@@ -152,7 +152,7 @@ def test_binary_step_nan_differs_from_the_reference_idiom_only_at_nan():
 # shapes: 0-d, empty, non-contiguous, larger than one block, broadcast weights
 # --------------------------------------------------------------------------------------
 def _shaped_inputs():
-    base = torch.randn(30, 71, dtype=torch.float32) * 4  # 2130 elements: 3 blocks of 1000, a partial one
+    base = torch.randn(300, 71, dtype=torch.float32) * 4  # 21300 elements
     return {
         "0-d": torch.tensor(-1.25),
         "empty": torch.empty(0, 5),
@@ -168,7 +168,7 @@ SHAPED = _shaped_inputs()
 
 @pytest.mark.parametrize("name", list(SHAPED))
 @pytest.mark.parametrize("case", [c for c in CASES if c.weight is None], ids=lambda c: c.name)
-def test_shapes(case, name, small_blocks):
+def test_shapes(case, name):
     x = SHAPED[name].clone().requires_grad_()
     check_parity(case.ours, case.ref, x)
     out = case.ours(x)
@@ -181,7 +181,7 @@ def test_shapes(case, name, small_blocks):
 )
 @pytest.mark.parametrize("weights", ["positive", "mixed", "zero"])
 @pytest.mark.parametrize("weight_grad", [True, False])
-def test_prelu_shapes_and_broadcast(shape, wshape, weights, weight_grad, small_blocks):
+def test_prelu_shapes_and_broadcast(shape, wshape, weights, weight_grad):
     x = (torch.randn(shape) * 3).requires_grad_()
     if weights == "positive":
         w = torch.rand(wshape) + 0.05
@@ -224,7 +224,7 @@ def test_prelu_rejects_what_torch_rejects(shape, w, match):
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_dtype_parity_on_random_values(case, dtype, small_blocks):
+def test_dtype_parity_on_random_values(case, dtype):
     x = (torch.randn(640, 5, dtype=torch.float64) * 4).to(dtype)
     for v in case.differs_at:  # low precision hits +-1 exactly
         x = torch.where(x == v, x * 1.5, x)
@@ -246,8 +246,8 @@ def _chain_saved(act, x):
     "ours, ref, fewer",
     [
         (F.relu, TF.relu, 0),
-        (F.leaky_relu, TF.leaky_relu, 3),  # 1-byte mask (never the output, which may change in place)
-        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),  # 1-byte mask
+        (F.leaky_relu, TF.leaky_relu, 3),  # torch keeps the Linear's output, we a 1-byte mask
+        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5), 3),
         (F.abs_relu, torch.abs, 3),  # int8 sign
         (F.sigmoid, torch.sigmoid, 0),
         (F.softplus, TF.softplus, 0),  # the input, as torch: the output may be changed in place
@@ -259,37 +259,45 @@ def test_linear_activation_linear_chain_saves_less(ours, ref, fewer):
     assert _chain_saved(ref, x) - _chain_saved(ours, x) == fewer * 128 * 32
 
 
-@pytest.mark.parametrize("w_grad, fewer", [(True, 0), (False, 3)])  # the input as torch; a mask
-def test_prelu_in_a_chain_saves_as_torch_or_a_mask(w_grad, fewer):
+@pytest.mark.parametrize("trained, fewer", [(True, 0), (False, 3)])  # the input as torch / a 1-byte mask
+def test_prelu_in_a_chain(trained, fewer):
     x = torch.randn(128, 64, requires_grad=True)
-    w = torch.full((32,), 0.25, requires_grad=w_grad)
+    w = torch.full((32,), 0.25, requires_grad=trained)
     ours = _chain_saved(lambda t: F.prelu(t, w), x)
     theirs = _chain_saved(lambda t: TF.prelu(t, w), x)
     assert theirs - ours == fewer * 128 * 32
 
 
 # --------------------------------------------------------------------------------------
-# PReLU: what is saved follows which gradients are needed, never the slopes' values
+# PReLU: what is saved follows which gradients are needed, never the weight's values
 # --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("w", [[0.25, 0.5], [0.25, -0.5], [0.25, 0.0], [0.25, INF], [NAN, 0.1]])
 @pytest.mark.parametrize(
-    "w, x_grad, w_grad, per_elem",
-    [
-        ([0.25, 0.5], True, True, 4),  # input, as torch
-        ([0.25, 0.5], False, True, 4),  # input: the weight's gradient needs min(0, z)
-        ([0.25, -0.5], True, True, 4),
-        ([0.25, 0.0], True, True, 4),
-        ([0.25, 0.0], True, False, 1),  # frozen weight: a bool mask
-        ([0.25, -0.5], True, False, 1),
-        ([0.25, INF], True, True, 4),
-        ([0.25, INF], True, False, 1),
-    ],
+    "x_grad, w_grad, per_elem",
+    [(True, True, 4), (False, True, 4), (True, False, 1)],  # input (as torch), input, mask
 )
-def test_prelu_saves_the_least(w, x_grad, w_grad, per_elem):
+def test_prelu_saves_by_requires_grad_only(w, x_grad, w_grad, per_elem):
     x = torch.randn(8, 2, requires_grad=x_grad)
     w = torch.tensor(w, requires_grad=w_grad)
     out, saved = saved_tensors(F.prelu, x, w)
     assert saved.beyond(out, w) == per_elem * x.numel()
+    assert saved.beyond(out) - saved.beyond(out, w) == w.numel() * 4  # and the weight
     check_parity(F.prelu, TF.prelu, x, w)
+
+
+def test_prelu_reads_no_weight_value_on_the_host(monkeypatch):
+    # no bool(tensor) / .item() anywhere in forward or backward: a CUDA weight would sync
+    def refuse(self, *a, **k):
+        raise AssertionError("a tensor's value was read on the host")
+
+    x = torch.randn(6, 3, requires_grad=True)
+    for w_grad in (True, False):
+        w = torch.tensor([0.2, -0.1, 0.3], requires_grad=w_grad)
+        with monkeypatch.context() as m:
+            for name in ("__bool__", "item", "tolist", "__float__"):
+                m.setattr(torch.Tensor, name, refuse)
+            out = F.prelu(x, w)
+            torch.autograd.grad(out, [x, w] if w_grad else [x], torch.ones_like(out))
 
 
 def test_nothing_saved_without_grad():
@@ -331,53 +339,20 @@ def test_cuda_parity(case):
 
 
 # --------------------------------------------------------------------------------------
-# the blockwise helper behind the fused paths
+# the private Functions that return their 1-byte mask or sign as a second output
 # --------------------------------------------------------------------------------------
-def test_blockwise_matches_whole_tensor_and_reuses_scratch(small_blocks):
-    import torchff.autograd._blockwise as bw
+@pytest.mark.parametrize("n", [2840, 3 * (1 << 16) + 5])  # one C call / chunks over threads
+def test_mask_and_sign_outputs(n):
+    from torchff.autograd.rectifier import _AbsSignFunction, _LeakyReLUMaskFunction
 
-    def kernel(x, y, out_a, out_b, s):
-        torch.mul(x, y, out=s)
-        torch.add(s, 1.0, out=out_a)
-        out_b.copy_(torch.gt(s, 0, out=s))
-
-    x, y = torch.randn(2500), torch.randn(2500)  # 3 blocks of 1000, the last one partial
-    a, b = bw.blockwise(kernel, [x, y], [torch.float32, torch.bool], [torch.float32])
-    assert torch.equal(a, x * y + 1) and torch.equal(b, x * y > 0)
-    # whole-tensor fallback for non-contiguous inputs
-    a2, _ = bw.blockwise(kernel, [x.view(50, 50).t(), y.view(50, 50).t()], [torch.float32, torch.bool], [torch.float32])
-    assert torch.equal(a2, (x * y + 1).view(50, 50).t())
-    # cached per thread: the same memory again, distinct buffers within one request
-    s1, s2 = bw.scratch(1000, [torch.float32, torch.float32], x.device)
-    t1, t2 = bw.scratch(800, [torch.float32, torch.float32], x.device)
-    assert s1.data_ptr() == t1.data_ptr() and s2.data_ptr() == t2.data_ptr() != s1.data_ptr()
-    assert bw.scratch(5000, [torch.float32], x.device)[0].data_ptr() not in (s1.data_ptr(), s2.data_ptr())
-
-
-# --------------------------------------------------------------------------------------
-# Functions that return their 1-byte mask or sign as a second output
-# --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("blocks", ["whole", "blockwise"])
-def test_mask_and_sign_outputs(blocks, request):
-    from torchff.autograd import AbsSignFunction, LeakyReLUMaskFunction
-
-    import torchff.autograd._blockwise as bw
-    import torchff.autograd.rectifier as rect
-
-    calls = []
-    if blocks == "blockwise":
-        request.getfixturevalue("small_blocks")  # (which also turns the compiled kernels off)
-        real, monkeypatch = bw.blockwise, request.getfixturevalue("monkeypatch")
-        for module in (bw, rect):  # both name it
-            monkeypatch.setattr(module, "blockwise", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    x = torch.randn(40, 71) * 3  # 2840 elements: 3 blocks of 1000 with small_blocks
-    x[0, :6] = torch.tensor([0.0, -0.0, NAN, INF, -INF, 1e-40])
+    x = torch.randn(n) * 3
+    x[:6] = torch.tensor([0.0, -0.0, NAN, INF, -INF, 1e-40])
     x.requires_grad_()
-    out, mask = LeakyReLUMaskFunction.apply(x, -0.5)
+    out, mask = _LeakyReLUMaskFunction.apply(x, -0.5)
     assert mask.dtype == torch.bool and not mask.requires_grad
     assert torch.equal(mask, x.detach() > 0)
     assert nan_safe_equal(out, TF.leaky_relu(x.detach(), -0.5))
-    value, sign = AbsSignFunction.apply(x)
+    value, sign = _AbsSignFunction.apply(x)
     assert sign.dtype == torch.int8 and not sign.requires_grad
     assert torch.equal(sign, torch.sign(x.detach()).to(torch.int8))  # 0 at ±0 and at nan
     assert nan_safe_equal(value, torch.abs(x.detach()))
@@ -387,8 +362,15 @@ def test_mask_and_sign_outputs(blocks, request):
     with torch.no_grad():
         assert nan_safe_equal(gl, torch.where(x > 0, g, -0.5 * g))
         assert nan_safe_equal(ga, g * torch.sign(x))
-    if blocks == "blockwise":
-        assert len(calls) == 4  # both forwards and both backwards ran block by block
+
+
+def test_internal_functions_are_private():
+    import torchff.autograd as A
+
+    for name in ("LeakyReLUMaskFunction", "LeakyReLUFunction", "AbsSignFunction", "AbsInputFunction",
+                 "PReLUFunction", "PReLUSaves", "BinaryStepFunction", "save_mode", "get_save_mode",
+                 "set_save_mode"):
+        assert not hasattr(A, name) and name not in A.__all__, name
 
 
 def test_forward_signatures_are_cached_exactly():
@@ -411,7 +393,198 @@ def test_forward_signatures_are_cached_exactly():
             f.__signature__ = cached
         found += 1
     assert found >= 20
-    x = torch.randn(5, requires_grad=True)
-    from torchff.autograd import BinaryStepFunction
+    from torchff.autograd.rectifier import _PReLUFunction
+    from torchff.autograd.step import _BinaryStepFunction
 
-    assert torch.equal(BinaryStepFunction.apply(x), (x >= 0).float())  # default ste=False still bound
+    for cls in (_BinaryStepFunction, _PReLUFunction):  # private ones too
+        assert "__signature__" in vars(cls.forward), cls
+
+
+# --------------------------------------------------------------------------------------
+# batched gradients and forward mode, on every Function (gradcheck's own checks, transforms)
+# --------------------------------------------------------------------------------------
+GRAD_CASES = [c for c in CASES if c.gradcheck and c.name.split("(")[0] not in ("sigmoid", "softplus")]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c.name for c in GRAD_CASES])
+def test_gradcheck_batched_and_forward_ad(case):
+    x = away_from_kinks((4, 5), case).requires_grad_()
+    args = case.args(x)
+    assert torch.autograd.gradcheck(case.ours, args, check_batched_grad=True, check_forward_ad=True,
+                                    check_undefined_grad=True)
+    assert torch.autograd.gradgradcheck(case.ours, args, check_batched_grad=True, check_fwd_over_rev=True)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c.name for c in GRAD_CASES])
+def test_jacfwd_hessian_and_batched_grads(case):
+    x = away_from_kinks((3, 5), case)
+    rest = case.args(x.clone().requires_grad_())[1:]  # the weight, if any (trained or frozen)
+    rest = [r.detach() for r in rest]
+
+    def f(t, *r):
+        return case.ours(t, *r)
+
+    def g(t, *r):
+        return case.ref(t, *r)
+
+    argnums = tuple(range(1 + len(rest))) if rest and case.weight_grad else 0
+    for transform in (torch.func.jacfwd, torch.func.jacrev):
+        got, want = transform(f, argnums=argnums)(x, *rest), transform(g, argnums=argnums)(x, *rest)
+        for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+            torch.testing.assert_close(a, b)
+    h = torch.func.hessian(lambda t: f(t, *rest).sum())(x)
+    torch.testing.assert_close(h, torch.func.hessian(lambda t: g(t, *rest).sum())(x))
+    # the plain autograd API's batched paths
+    xr = x.clone().requires_grad_()
+    out = f(xr, *rest)
+    (gb,) = torch.autograd.grad(out, xr, torch.eye(out.numel(), dtype=x.dtype).reshape(-1, *out.shape),
+                                is_grads_batched=True)
+    jac = torch.autograd.functional.jacobian(lambda t: f(t, *rest), x, vectorize=True)
+    torch.testing.assert_close(gb.reshape(jac.shape), jac)
+    torch.testing.assert_close(jac, torch.autograd.functional.jacobian(lambda t: g(t, *rest), x))
+    # forward mode through torch.autograd.forward_ad
+    import torch.autograd.forward_ad as fwAD
+
+    tangent = torch.randn_like(x)
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(f(fwAD.make_dual(x, tangent), *rest)).tangent
+        want = fwAD.unpack_dual(g(fwAD.make_dual(x, tangent), *rest)).tangent
+    torch.testing.assert_close(got, want)
+
+
+def test_prelu_forward_mode_through_the_weight():
+    import torch.autograd.forward_ad as fwAD
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for w in (torch.randn(3, dtype=torch.float64), torch.randn(1, dtype=torch.float64)):
+        jf = torch.func.jacfwd(F.prelu, argnums=(0, 1))(x, w)
+        jr = torch.func.jacrev(TF.prelu, argnums=(0, 1))(x, w)
+        for a, b in zip(jf, jr):
+            torch.testing.assert_close(a, b)
+        tw = torch.randn_like(w)
+        with fwAD.dual_level():  # a dual weight that does not require grad: the input is kept
+            got = fwAD.unpack_dual(F.prelu(x.requires_grad_(), fwAD.make_dual(w, tw))).tangent
+        torch.testing.assert_close(got, torch.func.jvp(lambda v: TF.prelu(x.detach(), v), (w,), (tw,))[1])
+        x = x.detach()
+
+
+def test_binary_step_ste_forward_mode_matches_its_backward():
+    x = torch.tensor([-1.5, -1.0, -0.3, -0.0, 0.0, 0.7, 1.0, 2.0], dtype=torch.float64)
+    ste = lambda t: F.binary_step(t, ste=True)  # noqa: E731
+    torch.testing.assert_close(torch.func.jacfwd(ste)(x), torch.func.jacrev(ste)(x))
+    torch.testing.assert_close(torch.func.jacrev(ste)(x), torch.diag((x.abs() <= 1).double()))
+
+
+# --------------------------------------------------------------------------------------
+# issue 15: a nan slope; dtypes torch rejects
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("slope", [NAN, INF, -INF])
+def test_non_finite_slope_gradients_as_torch(slope):
+    import torchff
+
+    x = torch.tensor([-2.0, -0.0, 0.0, 1.5, NAN, INF, -INF])
+    for ours in (lambda t: F.leaky_relu(t, slope), lambda t: F.generalized_relu(t, slope),
+                 torchff.nn.LeakyReLU(slope)):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = ours(xa), TF.leaky_relu(xb, slope)
+        assert nan_safe_equal(ya, yb)
+        g = torch.linspace(-1, 1, x.numel())
+        (ga,) = torch.autograd.grad(ya, xa, g)
+        (gb,) = torch.autograd.grad(yb, xb, g)
+        assert nan_safe_equal(ga, gb)  # nan (or inf) where x <= 0 or nan, as torch
+
+
+def test_nan_slope_in_place_raises_as_torch():
+    for fn in (TF.leaky_relu_, F.leaky_relu_):
+        y = fn(torch.randn(4, requires_grad=True) * 1.0, NAN)
+        with pytest.raises(RuntimeError, match="negative slope which is not supported"):
+            y.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64], ids=str)
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (F.relu, torch.relu),
+        (F.relu_, torch.relu_),
+        (F.leaky_relu, TF.leaky_relu),
+        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5)),
+        (F.leaky_relu_, TF.leaky_relu_),
+        (F.abs_relu, torch.abs),
+        (lambda t: F.prelu(t, torch.tensor([0.25])), lambda t: TF.prelu(t, torch.tensor([0.25]))),
+        (lambda t: F.prelu(t, torch.ones(1, dtype=t.dtype)), lambda t: TF.prelu(t, torch.ones(1, dtype=t.dtype))),
+    ],
+    ids=["relu", "relu_", "leaky", "leaky(-0.5)", "leaky_", "abs", "prelu(float w)", "prelu(same dtype)"],
+)
+def test_non_float_dtypes_as_torch(ours, theirs, dtype):
+    x = torch.tensor([1, -2, 0, 3]).to(dtype)
+    try:
+        want = theirs(x.clone())
+    except Exception as e:  # noqa: BLE001 - the type is what is compared
+        with pytest.raises(type(e)):
+            ours(x.clone())
+        return
+    got = ours(x.clone())
+    assert got.dtype == want.dtype and torch.equal(got, want)
+
+
+def test_prelu_mixed_dtypes_rejected_as_torch():
+    x, w = torch.randn(3, 2), torch.rand(2, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="Type promoting not supported"):
+        TF.prelu(x, w)
+    with pytest.raises(RuntimeError, match="Type promoting not supported"):
+        F.prelu(x, w)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64], ids=str)
+def test_binary_step_rejects_non_float(dtype):
+    with pytest.raises(TypeError, match="floating point"):
+        F.binary_step(torch.zeros(3, dtype=dtype))
+
+
+# --------------------------------------------------------------------------------------
+# the ops: opcheck (schema, fake, autograd registration, vmap, aot dispatch), export
+# --------------------------------------------------------------------------------------
+def _op_samples():
+    from torchff.kernels import rectifier as K
+
+    x = torch.randn(6, 5) * 3
+    x[0, :3] = torch.tensor([0.0, -0.0, -INF])  # (opcheck compares outputs without equal_nan)
+    xt = torch.randn(5, 6).t()  # strided
+    g = torch.randn(6, 5)
+    return [
+        (K.leaky_mask, (x, -0.5)), (K.leaky_mask, (xt, 0.01)),
+        (K.leaky_backward, (g, x > 0, -0.5)),
+        (K.abs_sign, (x,)), (K.abs_sign, (xt.double(),)),
+        (K.times_small, (g, torch.sign(x).to(torch.int8))), (K.times_small, (g, x > 0)),
+        (K.step, (x, True)), (K.step, (x, False)), (K.step, (xt.half(), True)),
+        (K.prelu, (x, torch.randn(5), True)), (K.prelu, (x, torch.randn(1), False)),
+        (K.prelu, (torch.randn(2, 5, 3), torch.randn(5), True)), (K.prelu, (torch.tensor(1.5), torch.tensor(0.2), False)),
+        (K.prelu_backward, (g, x, torch.randn(5), True, True)),
+        (K.prelu_backward, (g, x, torch.randn(()), False, True)),
+        (K.prelu_backward, (g, x > 0, torch.randn(5), True, False)),
+        (K.prelu_backward, (torch.randn(2, 5, 3), torch.randn(2, 5, 3), torch.randn(5), True, True)),
+    ]
+
+
+@pytest.mark.parametrize("k", range(len(_op_samples())))
+def test_opcheck(k):
+    op, args = _op_samples()[k]
+    torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name.split("(")[0] not in ("sigmoid", "softplus")],
+                         ids=lambda c: c.name)
+def test_export(case):
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            if case.weight is not None:
+                self.w = torch.nn.Parameter(case.weight.clone(), requires_grad=case.weight_grad)
+
+        def forward(self, x):
+            return case.ours(x, self.w) if case.weight is not None else case.ours(x)
+
+    m, x = M(), torch.randn(4, 5)
+    ep = torch.export.export(m, (x,))
+    torch.testing.assert_close(ep.module()(x), m(x), equal_nan=True)

@@ -1,7 +1,10 @@
-"""The optional compiled kernels (torchff/csrc/kernels.c, loaded by torchff.autograd._native).
+"""The rectifier family's C kernels (torchff/csrc/rectifier.c) against their composites, bit for bit.
 
-They must give bit-for-bit what the pure-PyTorch paths give, and every op must also work with
-them turned off (a machine without a C compiler).
+Each op of :mod:`torchff.kernels.rectifier` has a CPU implementation (the C loop, for float32 and
+float64) and a composite of torch ops; both must give the same bits for every input: ±0, nan,
+±inf, subnormals, the largest floats, and sizes that run as one call or as 2-4 chunks over the
+intra-op threads. The exception is PReLU's weight gradient, a sum that C accumulates in float64
+(torch in the input's dtype): it is compared against a float64 sum.
 """
 
 from __future__ import annotations
@@ -10,165 +13,156 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as TF
 
-import torchff.functional as F
-from torchff.autograd import _native
-from torchff.autograd._blockwise import times_small
-from torchff.autograd.rectifier import _abs_and_sign, _leaky_and_mask, _leaky_grad_from_mask
-from torchff.testing import check_parity, nan_safe_equal
+from torchff.kernels import _c
+from torchff.kernels import rectifier as K
+from torchff.testing import nan_safe_equal
 
-needs_native = pytest.mark.skipif(not _native.available(), reason="compiled kernels not built")
+needs_c = pytest.mark.skipif(not _c.available(), reason="the C library is not built")
 
-SPECIALS = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-40, -1e-40, 1e30, -1e30, 1.0, -1.0]
+DTYPES = [torch.float32, torch.float64]
+CHUNK = _c.MIN_CHUNK
+# one call; one call (just under two chunks' worth); 2, 3 and 4 chunks
+SIZES = [0, 1, 11, 2049, 2 * CHUNK - 1, 2 * CHUNK + 7, 3 * CHUNK + 5, 4 * CHUNK + 3]
+
+
+def _specials(dtype):
+    info = torch.finfo(dtype)
+    return [0.0, -0.0, float("nan"), float("inf"), -float("inf"), info.tiny / 4, -info.tiny / 4, info.tiny,
+            info.max, -info.max, 1.0, -1.0, 1.0 + info.eps, -1.0 - info.eps, 0.5, -2.5]
 
 
 def _input(n, dtype):
     x = torch.randn(n, dtype=dtype) * 3
-    k = min(n, len(SPECIALS))
-    x[:k] = torch.tensor(SPECIALS[:k], dtype=dtype)
+    sp = torch.tensor(_specials(dtype), dtype=dtype)
+    k = min(n, len(sp))
+    x[:k] = sp[:k]
+    if n > 2 * len(sp):  # the specials also at the end, across the last chunk boundary
+        x[-k:] = sp[:k]
     return x
+
+
+def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal dtype, shape and bits (nan compared as nan; the sign of zero compared too)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    return nan_safe_equal(a, b) and torch.equal(a.signbit() & ~a.isnan(), b.signbit() & ~b.isnan())
+
+
+@pytest.fixture(params=[1, 4], ids=["1-thread", "4-threads"])
+def threads(request, monkeypatch):
+    """1 or 4 intra-op threads, and room for 4 chunks however many cores this machine has."""
+    monkeypatch.setattr(_c, "_MAX_WORKERS", 3)
+    n = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("n, chunks", [(2 * CHUNK - 1, 1), (2 * CHUNK + 7, 2), (3 * CHUNK + 5, 3), (4 * CHUNK + 3, 4)])
+def test_sizes_make_the_chunks_they_are_meant_to(n, chunks, monkeypatch):
+    monkeypatch.setattr(_c, "_MAX_WORKERS", 3)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    ranges = K._ranges(n, 1)
+    assert len(ranges) == chunks and ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    rows = K._ranges(n - n % 31, 31)  # aligned to whole rows of 31
+    assert all(b % 31 == 0 for b, _ in rows) and rows[-1][1] == n - n % 31
 
 
 def test_built_where_ci_requires_it():
     # .ci/run sets TORCHFF_REQUIRE_NATIVE=1: there a C compiler is present, so a build that
-    # silently fell back to the pure-PyTorch paths is an error
+    # silently fell back to the composites is an error
     if os.environ.get("TORCHFF_REQUIRE_NATIVE") != "1":
         pytest.skip("TORCHFF_REQUIRE_NATIVE is not set")
-    assert _native.available()
+    assert _c.available()
 
 
-@needs_native
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("n", [0, 1, 11, 1000, 2 * (1 << 16) + 7, 5 * (1 << 16) + 3])  # the last two: chunks
-def test_kernels_equal_the_pytorch_paths(dtype, n, monkeypatch):
+@needs_c
+def test_the_cpu_kernels_are_registered():
+    for name in ("leaky_mask", "leaky_backward", "abs_sign", "times_small", "step", "prelu", "prelu_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"torchff::{name}", "CPU"), name
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", SIZES)
+def test_elementwise_kernels_equal_their_composites(dtype, n, threads):
     x, g = _input(n, dtype), torch.randn(n, dtype=dtype)
-    mask, sign = x > 0, torch.sign(x).to(torch.int8)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # chunks over 3 pool threads + this one
-    with torch.no_grad():
-        assert _native.supports(x)
-        out, m = _native.leaky_and_mask(x, -0.5)
-        assert nan_safe_equal(out, TF.leaky_relu(x, -0.5)) and torch.equal(m, mask)
-        assert nan_safe_equal(_native.leaky_grad_from_mask(g, mask.view(torch.uint8), -0.5),
-                              torch.ops.aten.leaky_relu_backward(g, mask.to(dtype), -0.5, False))
-        out, s = _native.abs_and_sign(x)
-        assert nan_safe_equal(out, torch.abs(x)) and torch.equal(s, sign)
-        assert torch.equal(out.signbit(), torch.zeros_like(out, dtype=torch.bool))  # |−0.0| = +0.0
-        assert nan_safe_equal(_native.times_small(g, sign), g * sign.to(dtype))
+    g[: min(n, 3)] = torch.tensor([float("inf"), float("nan"), -0.0], dtype=dtype)[: min(n, 3)]
+    for a in (0.01, -0.5, 0.0, 1.5, float("nan"), float("inf")):
+        got, want = K._leaky_mask_cpu(x, a), K._leaky_mask_composite(x, a)
+        assert bits_equal(got[0], want[0]) and bits_equal(got[1], want[1]), a
+        assert bits_equal(K._leaky_backward_cpu(g, want[1], a), K._leaky_backward_composite(g, want[1], a)), a
+    got, want = K._abs_sign_cpu(x), K._abs_sign_composite(x)
+    assert bits_equal(got[0], want[0]) and bits_equal(got[1], want[1])
+    assert bits_equal(K._times_small_cpu(g, want[1]), K._times_small_composite(g, want[1]))
+    for ste in (False, True):
+        got, want = K._step_cpu(x, ste), K._step_composite(x, ste)
+        assert bits_equal(got[0], want[0]) and bits_equal(got[1], want[1]), ste
+    inside = K._step_composite(x, True)[1]
+    assert bits_equal(K._times_small_cpu(g, inside), K._times_small_composite(g, inside))
 
 
-@needs_native
-def test_what_it_supports():
-    x = torch.randn(8, 6)
-    with torch.no_grad():
-        assert _native.supports(x)
-        assert not _native.supports(x.t())  # strided
-        assert not _native.supports(x.half()) and not _native.supports(x.bfloat16())
-        assert not _native.supports(x, x.t())
-    assert not _native.supports(x.requires_grad_())  # grad mode on: double backward wants formulas
+def _prelu_inputs(shape, wshape, dtype):
+    n = torch.Size(shape).numel()
+    x = _input(n, dtype).reshape(shape)
+    w = torch.randn(wshape, dtype=dtype)
+    if w.numel() >= 4:
+        w[:4] = torch.tensor([0.0, -0.0, float("nan"), -1.5], dtype=dtype)
+    return x, w
 
 
-@needs_native
-def test_the_library_serves_the_functions(monkeypatch):
-    calls = []
-    for name in ("leaky_and_mask", "leaky_grad_from_mask", "abs_and_sign", "times_small"):
-        real = getattr(_native, name)
-        monkeypatch.setattr(_native, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
-    x, g = torch.randn(64, 32, requires_grad=True), torch.randn(64, 32)
-    torch.autograd.grad(F.leaky_relu(x, -0.5), x, g)
-    torch.autograd.grad(F.abs_relu(x), x, g)
-    assert calls == ["leaky_and_mask", "leaky_grad_from_mask", "abs_and_sign", "times_small"]
-    F.abs_relu(x).sum().backward()  # an expanded (stride-0) gradient: the PyTorch path
-    assert calls[-1] == "abs_and_sign"
+PRELU_SHAPES = [
+    ((7,), (1,)),
+    ((), ()),
+    ((5, 3), (3,)),
+    ((5, 3), (1,)),
+    ((4, 3, 5, 2), (3,)),
+    ((2 * CHUNK + 3,), (1,)),  # chunks over one channel
+    ((CHUNK // 8 + 1, 31), (31,)),  # (N, C): chunks at whole rows
+    ((9, 7, CHUNK // 16 + 3), (7,)),  # (N, C, inner): chunks inside a channel's span
+    ((0, 4), (4,)),
+]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_pytorch_paths_without_the_library(small_blocks, dtype):  # (small_blocks: no library, 3 blocks)
-    x = _input(3000, dtype)
-    g = torch.randn(3000, dtype=dtype)
-    with torch.no_grad():
-        out, m = _leaky_and_mask(x, -0.5)
-        assert nan_safe_equal(out, TF.leaky_relu(x, -0.5)) and torch.equal(m, x > 0)
-        out, s = _abs_and_sign(x)
-        assert nan_safe_equal(out, torch.abs(x)) and torch.equal(s, torch.sign(x).to(torch.int8))
-        assert nan_safe_equal(_leaky_grad_from_mask(g, x > 0, -0.5), torch.where(x > 0, g, -0.5 * g))
-        assert nan_safe_equal(times_small(g, s), g * torch.sign(x))
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape, wshape", PRELU_SHAPES, ids=str)
+def test_prelu_kernels_equal_their_composites(dtype, shape, wshape, threads):
+    x, w = _prelu_inputs(shape, wshape, dtype)
+    g = torch.randn(shape, dtype=dtype)
+    for with_mask in (False, True):
+        got, want = K._prelu_cpu(x, w, with_mask), K._prelu_composite(x, w, with_mask)
+        assert bits_equal(got[0], want[0]) and bits_equal(got[1], want[1])
+    mask = x > 0
+    got = K._prelu_backward_cpu(g, mask, w, True, False)
+    want = K._prelu_backward_composite(g, mask, w, True, False)
+    assert bits_equal(got[0], want[0]) and got[1].numel() == 0
+    for need_input, need_weight in ((True, True), (True, False), (False, True)):
+        gi, gw = K._prelu_backward_cpu(g, x, w, need_input, need_weight)
+        ci, cw = K._prelu_backward_composite(g, x, w, need_input, need_weight)
+        assert bits_equal(gi, ci)
+        if need_weight:  # a sum: C accumulates in float64; compare with a float64 sum
+            _, ref = K._prelu_backward_composite(g.double(), x.double(), w.double(), False, True)
+            assert gw.shape == w.shape and gw.dtype == dtype
+            assert nan_safe_equal(gw.isnan(), ref.isnan())
+            fin = ref.isfinite() & gw.isfinite()
+            torch.testing.assert_close(gw[fin], ref[fin].to(dtype), rtol=1e-6 if dtype == torch.float32 else 1e-12,
+                                       atol=0)
+            assert torch.equal(gw.isinf(), ref.to(dtype).isinf())
+        else:
+            assert gw.numel() == 0
 
 
-@pytest.mark.parametrize(
-    "ours, ref",
-    [
-        (lambda t: F.leaky_relu(t, -0.5), lambda t: TF.leaky_relu(t, -0.5)),
-        (F.abs_relu, torch.abs),
-        (lambda t: F.binary_step(t, ste=True), None),
-    ],
-)
-def test_functions_agree_with_and_without_the_library(ours, ref, monkeypatch):
-    x = _input(4000, torch.float32).reshape(40, 100).requires_grad_()
-    g = torch.randn(40, 100)
-    with_lib = ours(x), torch.autograd.grad(ours(x), x, g)[0]
-    monkeypatch.setattr(_native, "_lib", None)
-    monkeypatch.setattr(_native, "_loaded", True)
-    without = ours(x), torch.autograd.grad(ours(x), x, g)[0]
-    assert all(nan_safe_equal(a, b) for a, b in zip(with_lib, without))
-    if ref is not None:
-        check_parity(ours, ref, x)
-
-
-def test_turned_off_by_the_environment(monkeypatch):
-    monkeypatch.setenv("TORCHFF_NATIVE", "0")
-    monkeypatch.setattr(_native, "_lib", None)
-    monkeypatch.setattr(_native, "_loaded", False)
-    assert not _native.available()
-
-
-@needs_native
-def test_fake_and_wrapper_tensors_never_reach_the_kernels():
-    # they report a CPU device and contiguity but have no data to point at (data_ptr() == 0)
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.testing._internal.two_tensor import TwoTensor
-
-    with FakeTensorMode():
-        x = torch.randn(64, 32, requires_grad=True)
-        assert not _native.supports(x.detach())
-        F.abs_relu(x).sum().backward()
-        F.leaky_relu(x, -0.5).sum().backward()
-    a = torch.randn(64, 32)
-    t = TwoTensor(a, a.clone())
-    with torch.no_grad():
-        assert not _native.supports(t)
-    t.requires_grad_()
-    out = F.abs_relu(t)
-    assert torch.equal(out.a, a.abs()) and torch.equal(out.b, a.abs())
-
-
-@needs_native
-def test_concurrent_calls_from_several_threads(monkeypatch):
-    import sys
-    import threading
-
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    errors = []
-
-    def work(n):
-        x = _input(n, torch.float32)
-        want_out, want_sign = torch.abs(x), torch.sign(x).to(torch.int8)
-        try:
-            for _ in range(100):
-                with torch.no_grad():
-                    out, sign = _native.abs_and_sign(x)
-                assert nan_safe_equal(out, want_out) and torch.equal(sign, want_sign)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in (2 << 16, 8 << 16, 3 << 16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, errors
+@needs_c
+def test_strided_and_other_dtypes_take_the_same_path():
+    x = torch.randn(40, 30).t()  # strided: made contiguous first
+    out, mask = K.leaky_mask(x, -0.5)
+    assert out.is_contiguous() and bits_equal(out, torch.nn.functional.leaky_relu(x, -0.5).contiguous())
+    for dtype in (torch.float16, torch.bfloat16):  # no C loop: the composite
+        h = x.to(dtype)
+        assert bits_equal(K.leaky_mask(h, -0.5)[0], torch.nn.functional.leaky_relu(h, -0.5).contiguous())
+        assert bits_equal(K.abs_sign(h)[1], torch.sign(h).to(torch.int8).contiguous())

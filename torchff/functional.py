@@ -16,7 +16,6 @@ from torchff.autograd import _loss
 from torchff.autograd import bernoulli as _bernoulli
 from torchff.autograd import cross_entropy as _cross_entropy
 from torchff.autograd import maxout as _maxout
-from torchff.autograd import mode as _mode
 from torchff.autograd import linear_cross_entropy as _linear_ce
 from torchff.autograd import rectifier as _rectifier
 from torchff.autograd import regression as _regression
@@ -76,12 +75,12 @@ def _autocast_to_lower(device_type: str, *tensors):
 # activations (torchff.autograd.rectifier, .smooth, .step)
 # --------------------------------------------------------------------------------------
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    r"""ReLU, :math:`\max\{0, x\}`; ``relu'(0) = 0``. Saves only the output."""
+    r"""ReLU, :math:`\max\{0, x\}`; ``relu'(0) = 0``. Saves the output, as torch."""
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.relu_(input)  # no graph to record: torch's op returns the very object
-        return _rectifier.ReLUInplaceFunction.apply(input)
-    return _rectifier.ReLUFunction.apply(input)
+        return _rectifier.pick(_rectifier.RELU_INPLACE).apply(input)
+    return _rectifier.pick(_rectifier.RELU).apply(input)
 
 
 def relu_(input: Tensor) -> Tensor:
@@ -90,21 +89,22 @@ def relu_(input: Tensor) -> Tensor:
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
-    r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`.
+    r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`, for any slope.
 
-    For any slope (negative, zero, nan), the save mode (:mod:`torchff.autograd.mode`) decides
-    what backward keeps: a 1-byte bool mask ``x > 0`` made with the value (``"memory"``, the
-    default) or the input, as torch, at torch's speed (``"speed"``). Never the output, which the
-    caller may change in place before backward.
+    Derivative 1 for :math:`x > 0`, the slope for :math:`x \le 0` and at nan (torch's). Saves a
+    1-byte mask ``x > 0`` written with the value (torch keeps the input: 4 bytes for float32);
+    ``inplace=True`` saves the output, which is the input's buffer, and, as torch's, cannot
+    backward through a negative slope.
     """
+    if not input.is_floating_point():
+        return torch.nn.functional.leaky_relu(input, negative_slope, inplace)  # torch's error
     if inplace:
         if not (torch.is_grad_enabled() and input.requires_grad):
             return torch.nn.functional.leaky_relu_(input, negative_slope)  # no graph to record
-        return _rectifier.LeakyReLUInplaceFunction.apply(input, negative_slope)
-    recording = torch.is_grad_enabled() and input.requires_grad
-    if recording and _mode.get_save_mode() == "memory":
-        return _rectifier.LeakyReLUMaskFunction.apply(input, negative_slope)[0]  # mask made with the value
-    return _rectifier.LeakyReLUFunction.apply(input, negative_slope)
+        return _rectifier.pick(_rectifier.LEAKY_RELU_INPLACE).apply(input, negative_slope)
+    if not (torch.is_grad_enabled() and input.requires_grad):
+        return torch.nn.functional.leaky_relu(input, negative_slope)  # no graph: no mask to make
+    return _rectifier.pick(_rectifier.LEAKY_RELU_MASK).apply(input, negative_slope)[0]
 
 
 def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -115,8 +115,8 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 def generalized_relu(input: Tensor, alpha: float | Tensor) -> Tensor:
     r"""The lecture's :math:`h = \max\{0, z\} + \alpha\min\{0, z\}`.
 
-    A Python number ``alpha`` is a fixed slope (leaky ReLU's Function); a tensor ``alpha`` is
-    learnable, with PReLU's layout (one value, or one per channel along dim 1).
+    A Python number ``alpha`` is a fixed slope (:func:`leaky_relu`); a tensor ``alpha`` is
+    learnable, with PReLU's layout (one value, or one per channel along dim 1: :func:`prelu`).
     """
     if isinstance(alpha, Tensor):
         return prelu(input, alpha)
@@ -126,35 +126,33 @@ def generalized_relu(input: Tensor, alpha: float | Tensor) -> Tensor:
 def abs_relu(input: Tensor) -> Tensor:
     r"""Absolute value rectification, :math:`|x|` (the generalized ReLU with :math:`\alpha = -1`).
 
-    Derivative :math:`\operatorname{sgn}(x)`, 0 at 0 as ``torch.abs``. Saves an int8 sign in the
-    ``"memory"`` save mode (the default), the input, as torch, in ``"speed"``
-    (:mod:`torchff.autograd.mode`).
+    Derivative :math:`\operatorname{sgn}(x)`: 0 at 0 and at nan, as ``torch.abs``. Saves the sign
+    as int8, 1 byte per element, written with the value (torch keeps the input). Integer and
+    complex inputs go to ``torch.abs``.
     """
-    if not (torch.is_grad_enabled() and input.requires_grad):
-        return torch.abs(input)  # no graph: the sign would be computed for nothing
-    if _mode.get_save_mode() == "speed":
-        return _rectifier.AbsInputFunction.apply(input)
-    return _rectifier.AbsSignFunction.apply(input)[0]
+    if not (input.is_floating_point() and torch.is_grad_enabled() and input.requires_grad):
+        return torch.abs(input)  # no graph (or not a real float): torch's op, torch's dtype rules
+    return _rectifier.pick(_rectifier.ABS_SIGN).apply(input)[0]
 
 
-def _prelu_saves(input: Tensor, weight: Tensor) -> int:
-    """The least :class:`~torchff.autograd.rectifier.PReLUFunction` needs for the gradients asked
-    for: chosen from ``requires_grad`` only, never from the weight's values (no host sync)."""
-    saves = _rectifier.PReLUSaves
-    if weight.requires_grad or torch.compiler.is_compiling() or any(
-        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (input, weight)
-    ):
-        return saves.INPUT  # the weight's gradient needs min(0, z); transforms may ask for it
-    return saves.MASK
+def _prelu_with_mask(input: Tensor, weight: Tensor) -> bool:
+    """Whether PReLU keeps the 1-byte mask (the weight is frozen) rather than the input. Decided
+    from requires_grad only, never from the weight's values; forward-mode AD and ``torch.func``
+    transforms (which may differentiate the weight without requires_grad) keep the input."""
+    if weight.requires_grad or not (torch.is_grad_enabled() and input.requires_grad):
+        return False
+    if torch.compiler.is_compiling():
+        return True  # (no forward-mode AD in a compiled graph)
+    return torch.autograd.forward_ad._current_level < 0 and not torch._C._functorch.is_functorch_wrapped_tensor(weight)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}`; ``weight`` has 1 element or one per channel
     (dim 1 of ``input``), and is 0-d or 1-d, as torch's.
 
-    Keeps the input, as torch, when the weight needs a gradient, else a 1-byte bool mask
-    ``x > 0`` (and the weight). Never the output, which the caller may change in place before
-    backward; the choice reads no tensor values (no host sync).
+    Saves the input and the weight when the weight needs a gradient (as torch), a 1-byte mask
+    ``x > 0`` and the weight when it is frozen; the weight's gradient is summed per channel in
+    the backward kernel.
     """
     if weight.numel() != 1:  # torch's checks, in torch's order
         if input.dim() == 0:
@@ -168,7 +166,9 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     if weight.dim() > 1:
         raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {weight.dim()}")
     input, weight = _autocast_to_lower(input.device.type, input, weight)  # prelu is on autocast's list
-    return _rectifier.PReLUFunction.apply(input, weight, _prelu_saves(input, weight))
+    if not (input.is_floating_point() and weight.dtype == input.dtype):
+        return torch.prelu(input, weight)  # torch's error (type promotion, integer dtypes)
+    return _rectifier.pick(_rectifier.PRELU).apply(input, weight, _prelu_with_mask(input, weight))[0]
 
 
 def _apply(function, core, *args):
@@ -198,12 +198,17 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
 
 
 def binary_step(input: Tensor, ste: bool = False) -> Tensor:
-    r"""Binary step, 0 for :math:`x < 0` and 1 for :math:`x \ge 0`.
+    r"""Binary step, 0 for :math:`x < 0` and 1 for :math:`x \ge 0` (nan stays nan).
 
-    Zero gradient (the true derivative) by default; ``ste=True`` passes the gradient where
-    :math:`|x| \le 1` (straight-through estimator).
+    Zero gradient (the true derivative) by default, saving nothing; ``ste=True`` passes the
+    gradient where :math:`|x| \le 1` (straight-through estimator), saving a 1-byte mask.
+
+    Raises:
+        TypeError: for an integer, bool or complex input (it has no gradient to pass).
     """
-    return _step.BinaryStepFunction.apply(input, ste)
+    if not input.is_floating_point():
+        raise TypeError(f"binary_step: expected a floating point input, got {input.dtype}")
+    return _rectifier.pick(_step.BINARY_STEP).apply(input, bool(ste))[0]
 
 
 # --------------------------------------------------------------------------------------

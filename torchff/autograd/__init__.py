@@ -1,21 +1,10 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
-from torchff.autograd.mode import get_save_mode, save_mode, set_save_mode
-from torchff.autograd.rectifier import (
-    AbsInputFunction,
-    AbsSignFunction,
-    LeakyReLUFunction,
-    LeakyReLUInplaceFunction,
-    LeakyReLUMaskFunction,
-    PReLUFunction,
-    PReLUSaves,
-    ReLUFunction,
-    ReLUInplaceFunction,
-)
-from torchff.autograd import maxout as _maxout  # noqa: F401  (private Functions: cached below too)
+from torchff.autograd.rectifier import LeakyReLUInplaceFunction, ReLUFunction, ReLUInplaceFunction
+from torchff.autograd import step as _step  # noqa: F401  (private Functions: cached below too)
+from torchff.autograd import maxout as _maxout  # noqa: F401  (likewise)
 from torchff.autograd import linear_cross_entropy as _linear_cross_entropy  # noqa: F401  (likewise)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
-from torchff.autograd.step import BinaryStepFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
 from torchff.autograd.losses import (
     BCEWithLogitsFunction,
@@ -29,17 +18,7 @@ from torchff.autograd.perceptron import PerceptronLossFunction
 from torchff.autograd.rbf import RBFFunction
 
 __all__ = [
-    "get_save_mode",
-    "save_mode",
-    "set_save_mode",
-    "AbsInputFunction",
-    "AbsSignFunction",
-    "BinaryStepFunction",
-    "LeakyReLUFunction",
     "LeakyReLUInplaceFunction",
-    "LeakyReLUMaskFunction",
-    "PReLUFunction",
-    "PReLUSaves",
     "ReLUFunction",
     "ReLUInplaceFunction",
     "SigmoidFunction",

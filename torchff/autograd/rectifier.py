@@ -1,19 +1,26 @@
 """The rectifier family ``h = max(0, z) + alpha * min(0, z)`` as autograd Functions.
 
-ReLU (alpha = 0), leaky ReLU (small alpha > 0), absolute value rectification
-(alpha = -1) and PReLU (alpha learnable, one value or one per channel along dim 1).
+ReLU (alpha = 0), leaky ReLU (any fixed alpha: small positive, zero, negative, nan), absolute
+value rectification (alpha = -1, with the sign convention of ``torch.abs``) and PReLU (alpha
+learnable, one value or one per channel along dim 1).
 
-Conventions at the kink z = 0 follow torch: ReLU'(0) = 0, leaky/generalized'(0) = alpha,
-PReLU'(0) = alpha, |z|'(0) = sgn(0) = 0, and d h / d alpha at 0 is 0. At z = nan they follow
-torch too: ReLU passes the gradient (its backward tests ``out <= 0``), the leaky family and
-PReLU use the slope ``alpha`` (``z > 0`` is false), |z| gives 0 (``sign(nan) = 0``).
+Conventions at the kink z = 0 follow torch: ReLU'(0) = 0, leaky'(0) = alpha, PReLU'(0) = a_c,
+|z|'(0) = sgn(0) = 0, and d h / d a at 0 is 0. At z = nan they follow torch too: ReLU passes the
+gradient (its backward tests ``out <= 0``), the leaky family and PReLU use the slope (``z > 0``
+is false), |z| gives 0 (``sign(nan) = 0``).
 
-Backwards use torch's fused kernels where one exists (``threshold_backward``,
-``leaky_relu_backward``: both differentiable, so they serve double backward too). Where a
-forward or backward chains several kernels, plain eager mode runs the chain on one fresh
-output (then in place) or block by block on cached scratch buffers
-(:mod:`torchff.autograd._blockwise`); ``torch.compile``, ``torch.func`` and double backward
-get out-of-place formulas.
+Each Function calls one ``torchff::`` op (:mod:`torchff.kernels.rectifier`) in forward. Its
+backward calls the backward op when grad mode is off, and a differentiable torch formula when
+it is on (``create_graph=True``: double backward). The Functions that return their mask or sign
+as a second output, or take an internal flag, are private; :mod:`torchff.functional` returns the
+value only.
+
+Forward mode: every Function has a ``jvp``. Dynamo cannot trace a Function that defines one
+(``torch.compile`` refuses it, and forward-mode AD does not run in a compiled graph), so each
+Function has a twin without it, identical otherwise (:func:`with_compile_twin`), and
+:func:`pick` returns the twin while compiling. :mod:`torchff.functional` calls
+``pick(pair).apply(...)``; code that is compiled should too (``pick(RELU).apply(x)``, not
+``ReLUFunction.apply(x)``).
 """
 
 from __future__ import annotations
@@ -22,51 +29,29 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd import _native
-from torchff.autograd._blockwise import blockwise, fused_ok, row_blocks, scratch, times_small
+from torchff.kernels import rectifier as _k
 
-__all__ = [
-    "ReLUFunction",
-    "ReLUInplaceFunction",
-    "LeakyReLUFunction",
-    "LeakyReLUInplaceFunction",
-    "LeakyReLUMaskFunction",
-    "AbsInputFunction",
-    "AbsSignFunction",
-    "PReLUFunction",
-    "PReLUSaves",
-]
+__all__ = ["LeakyReLUInplaceFunction", "ReLUFunction", "ReLUInplaceFunction"]
 
 _aten = torch.ops.aten
 
-
-# --------------------------------------------------------------------------------------
-# 1-byte-per-element helpers
-# --------------------------------------------------------------------------------------
-def _abs_and_sign(x: Tensor) -> tuple[Tensor, Tensor]:
-    """``|x|`` and ``sign(x)`` (-1, 0, 1; 0 for nan) as int8, reading ``x`` once."""
-    if not fused_ok(x):
-        return torch.abs(x), torch.sign(x).to(torch.int8)
-    if _native.supports(x):
-        return _native.abs_and_sign(x)
-
-    def kernel(x, out, s8, s):  # the float sign stays in a cached block; only int8 is written out
-        torch.abs(x, out=out)
-        s8.copy_(torch.sign(x, out=s))
-
-    out, s8 = blockwise(kernel, [x], [x.dtype, torch.int8], [x.dtype])
-    return out, s8
+_NEGATIVE_SLOPE_INPLACE = (
+    "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. "
+    "This is caused by calling in-place forward function with a negative slope, please call out-of-place "
+    "version instead."
+)
 
 
-def _times_sign(grad: Tensor, x: Tensor) -> Tensor:
-    """``grad * sgn(x)`` (0 at 0 and at nan), the sign made block by block in cache."""
-    if not fused_ok(grad, x):
-        return grad * torch.sign(x)
+def with_compile_twin(cls: type) -> tuple[type, type]:
+    """``(cls, twin)``: the twin is a subclass of ``cls`` without its ``jvp`` (the one
+    difference), which ``torch.compile`` can trace; :func:`pick` chooses."""
+    return cls, type(cls.__name__ + "Compiled", (cls,), {"jvp": Function.jvp, "__doc__": cls.__doc__})
 
-    def kernel(g, x, out):  # the sign into the output block, then times g in place
-        torch.sign(x, out=out).mul_(g)
 
-    return blockwise(kernel, [grad, x], [grad.dtype])[0]
+def pick(pair):
+    """The Function of a :func:`with_compile_twin` pair to call: its twin while ``torch.compile``
+    traces, the Function itself otherwise (``pick(RELU).apply(x)``)."""
+    return pair[1] if torch.compiler.is_compiling() else pair[0]
 
 
 def _save_second_output(ctx, output: tuple[Tensor, Tensor]) -> None:
@@ -75,46 +60,7 @@ def _save_second_output(ctx, output: tuple[Tensor, Tensor]) -> None:
     ctx.mark_non_differentiable(output[1])
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(output[1])
-
-
-def _gt0_kernel(x: Tensor, mask: Tensor, s: Tensor) -> None:
-    # compare into a cached float block, then narrow: ~2x faster than a bool-valued compare
-    mask.copy_(torch.gt(x, 0, out=s))
-
-
-def _positive_mask(x: Tensor) -> Tensor:
-    """``x > 0`` as bool (false for nan)."""
-    if not fused_ok(x):
-        return x > 0
-    return blockwise(_gt0_kernel, [x], [torch.bool], [x.dtype])[0]
-
-
-def _leaky_and_mask(x: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """``leaky_relu(x, alpha)`` and the bool mask ``x > 0``, reading ``x`` once."""
-    if not fused_ok(x):
-        return torch.nn.functional.leaky_relu(x, alpha), x > 0
-    if _native.supports(x):
-        return _native.leaky_and_mask(x, alpha)
-
-    def kernel(x, out, mask, s):
-        torch._C._nn.leaky_relu(x, alpha, out=out)
-        _gt0_kernel(x, mask, s)  # x is still in cache
-
-    out, mask = blockwise(kernel, [x], [x.dtype, torch.bool], [x.dtype])
-    return out, mask
-
-
-def _leaky_grad_from_mask(grad: Tensor, positive: Tensor, alpha: float) -> Tensor:
-    """``grad * (1 if positive else alpha)`` for a bool mask ``positive``."""
-    if not fused_ok(grad, positive):
-        return _aten.leaky_relu_backward(grad, positive.to(grad.dtype), alpha, False)
-    if _native.supports(grad, positive):
-        return _native.leaky_grad_from_mask(grad, positive, alpha)
-
-    def kernel(g, positive, out, carrier):  # 1.0 where positive: the sign leaky_relu_backward reads
-        _aten.leaky_relu_backward.grad_input(g, carrier.copy_(positive), alpha, False, grad_input=out)
-
-    return blockwise(kernel, [grad, positive.view(torch.uint8)], [grad.dtype], [grad.dtype])[0]
+    ctx.save_for_forward(output[1])
 
 
 # --------------------------------------------------------------------------------------
@@ -123,12 +69,12 @@ def _leaky_grad_from_mask(grad: Tensor, positive: Tensor, alpha: float) -> Tenso
 class ReLUFunction(Function):
     r"""ReLU, :math:`g(z) = \max\{0, z\}`.
 
-    Backward: :math:`\partial g / \partial z = 1[z > 0]`, so ``g'(0) = 0`` (torch's convention),
-    computed from the output with torch's ``threshold_backward`` (``out > 0`` exactly when
-    ``z > 0``; ``nan`` passes the gradient, as torch).
+    Derivative :math:`1[z > 0]`, so ``g'(0) = 0`` (torch's convention), computed from the output
+    with torch's ``threshold_backward`` (``out > 0`` exactly when ``z > 0``; nan passes the
+    gradient, as torch). Forward and backward are torch's own kernels (no ``torchff::`` op).
 
-    Saved for backward: the output, which the next layer keeps anyway, so 0 extra bytes per
-    element in a network (4 for float32 when counted alone, as torch's ``relu``).
+    Saved for backward: the output, as torch's ``relu`` (the next layer keeps it anyway: 0 extra
+    bytes per element in a network).
     """
 
     generate_vmap_rule = True
@@ -140,11 +86,17 @@ class ReLUFunction(Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (out,) = ctx.saved_tensors
         return _aten.threshold_backward(grad, out, 0)
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor):
+        (out,) = ctx.saved_tensors
+        return _aten.threshold_backward(tangent, out, 0)
 
 
 class ReLUInplaceFunction(Function):
@@ -165,6 +117,7 @@ class ReLUInplaceFunction(Function):
     def setup_context(ctx, inputs, output):
         ctx.mark_dirty(inputs[0])
         ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -172,82 +125,38 @@ class ReLUInplaceFunction(Function):
         return _aten.threshold_backward(grad, out, 0)
 
     @staticmethod
+    def jvp(ctx, tangent: Tensor):
+        (out,) = ctx.saved_tensors
+        return tangent.copy_(_aten.threshold_backward(tangent, out, 0))  # the dirty input's tangent, in place
+
+    @staticmethod
     def vmap(info, in_dims, input):
-        return ReLUInplaceFunction.apply(input), in_dims[0]
+        return pick(RELU_INPLACE).apply(input), in_dims[0]
 
 
 # --------------------------------------------------------------------------------------
 # leaky ReLU / generalized ReLU with a fixed slope
 # --------------------------------------------------------------------------------------
-_NEGATIVE_SLOPE_INPLACE = (
-    "In-place leakyReLu backward calculation is triggered with a negative slope which is not supported. "
-    "This is caused by calling in-place forward function with a negative slope, please call out-of-place "
-    "version instead."
-)
+class _LeakyReLUMaskFunction(Function):
+    r"""Generalized rectifier with a fixed slope, returning its mask: ``(h, z > 0)`` with
+    :math:`h = \max\{0, z\} + \alpha \min\{0, z\}`, for any :math:`\alpha` (positive, zero,
+    negative, nan).
 
+    Derivative :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
+    :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention; a nan slope gives nan
+    gradients there, as torch).
 
-class LeakyReLUFunction(Function):
-    r"""Generalized rectifier with a fixed slope: :math:`h = \max\{0, z\} + \alpha \min\{0, z\}`.
-
-    Leaky ReLU for small :math:`\alpha > 0`; ReLU's values for :math:`\alpha = 0`; absolute
-    value rectification's values for :math:`\alpha = -1` (see :class:`AbsSignFunction` for
-    its kink convention).
-
-    Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
-    :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention).
-
-    Saved for backward: the input, as torch's ``leaky_relu`` (4 bytes per float32 element),
-    for any :math:`\alpha` (nan included). Never the output: the caller may change it in place
-    before backward (``nn.Dropout(inplace=True)``, ``out += r``), which works with torch. The
-    least is one bit, a bool mask ``z > 0``: :class:`LeakyReLUMaskFunction` keeps that, made with
-    the value (:func:`torchff.functional.leaky_relu` picks by the save mode,
-    :mod:`torchff.autograd.mode`).
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(input: Tensor, negative_slope: float) -> Tensor:
-        return torch.nn.functional.leaky_relu(input, negative_slope)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        input, alpha = inputs
-        ctx.alpha = float(alpha)
-        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(input)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (input,) = ctx.saved_tensors
-        return _aten.leaky_relu_backward(grad, input, ctx.alpha, False), None
-
-
-class LeakyReLUMaskFunction(Function):
-    r"""Generalized rectifier with a fixed slope, returning its mask:
-    ``(h, z > 0)`` with :math:`h = \max\{0, z\} + \alpha \min\{0, z\}`.
-
-    The backward needs one bit per element, :math:`1[z > 0]`, for any :math:`\alpha` (nan
-    included). This Function computes it with the value (in one loop, or block by block while
-    the input is in cache) and returns it as a second, non-differentiable output
-    (``torch.bool``); :func:`torchff.functional.leaky_relu` uses it for every slope in the
-    ``"memory"`` save mode (the default) and returns the value only. The mask is private, so
-    in-place changes to the output before backward are safe, as with torch.
-
-    Backward: :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`\alpha` for
-    :math:`z \le 0` and for nan (torch's ``leaky_relu`` convention), for any :math:`\alpha`.
-
-    Saved for backward: the mask, 1 byte per element (torch's ``leaky_relu`` keeps its input:
-    4 bytes for float32). Contiguous CPU float32/float64 tensors take the compiled kernels
-    (:mod:`torchff.autograd._native`: value and mask in one loop); without them, the mask is
-    a pass over the input that torch does not make.
+    Saved for backward: the mask ``z > 0``, written in the same pass as the value (op
+    ``torchff::leaky_mask``): 1 byte per element. torch's ``leaky_relu`` keeps its input (4 bytes
+    for float32). The output is never kept: code may change it in place before backward
+    (``nn.Dropout(inplace=True)``, ``out += residual``), as it may with torch's.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor, negative_slope: float) -> tuple[Tensor, Tensor]:
-        return _leaky_and_mask(input, float(negative_slope))
+        return _k.leaky_mask(input, negative_slope)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -259,15 +168,26 @@ class LeakyReLUMaskFunction(Function):
         if grad is None:
             return None, None
         (mask,) = ctx.saved_tensors
-        return _leaky_grad_from_mask(grad, mask, ctx.alpha), None
+        if torch.is_grad_enabled():
+            return torch.where(mask, grad, grad * ctx.alpha), None
+        return _k.leaky_backward(grad, mask, ctx.alpha), None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor | None, _slope_tangent=None):
+        (mask,) = ctx.saved_tensors
+        return torch.where(mask, tangent, tangent * ctx.alpha), None
 
 
 class LeakyReLUInplaceFunction(Function):
-    r"""In-place :class:`LeakyReLUFunction` (``inplace=True``): overwrites and returns its input.
+    r"""In-place leaky ReLU (``inplace=True``): overwrites its input with
+    :math:`\max\{0, z\} + \alpha \min\{0, z\}` and returns it.
 
-    Saves the output, which is the input's own buffer: 0 extra bytes per element. As torch's
-    ``leaky_relu_``, a negative slope is allowed in the forward (and without autograd), but
-    its backward raises: the input's sign cannot be recovered from the output.
+    Derivative as :class:`_LeakyReLUMaskFunction`, computed from the output with torch's
+    ``leaky_relu_backward`` (``out > 0`` exactly when ``z > 0`` for :math:`\alpha \ge 0`).
+    Saves the output, which is the input's own buffer: 0 extra bytes per element, as torch's
+    ``leaky_relu_``. As torch's, a negative (or nan) slope is allowed in the forward and
+    without autograd, but its backward raises: the input's sign cannot be recovered from the
+    output.
     """
 
     @staticmethod
@@ -279,75 +199,49 @@ class LeakyReLUInplaceFunction(Function):
     def setup_context(ctx, inputs, output):
         ctx.alpha = float(inputs[1])
         ctx.mark_dirty(inputs[0])
-        if not ctx.alpha < 0:
+        if ctx.alpha >= 0:
             ctx.save_for_backward(output)
+            ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        if ctx.alpha < 0:
+        if not ctx.alpha >= 0:
             raise RuntimeError(_NEGATIVE_SLOPE_INPLACE)
         (out,) = ctx.saved_tensors
         return _aten.leaky_relu_backward(grad, out, ctx.alpha, True), None
 
     @staticmethod
+    def jvp(ctx, tangent: Tensor, _slope_tangent=None):
+        if not ctx.alpha >= 0:
+            raise RuntimeError(_NEGATIVE_SLOPE_INPLACE)
+        (out,) = ctx.saved_tensors
+        return tangent.copy_(_aten.leaky_relu_backward(tangent, out, ctx.alpha, True))
+
+    @staticmethod
     def vmap(info, in_dims, input, negative_slope):
-        return LeakyReLUInplaceFunction.apply(input, negative_slope), in_dims[0]
+        return pick(LEAKY_RELU_INPLACE).apply(input, negative_slope), in_dims[0]
 
 
 # --------------------------------------------------------------------------------------
 # absolute value rectification
 # --------------------------------------------------------------------------------------
-class AbsInputFunction(Function):
-    r"""Absolute value rectification, :math:`g(z) = |z| = \max\{0, z\} - \min\{0, z\}`,
-    keeping its input, as torch.
-
-    Backward: :math:`\partial g / \partial z = \operatorname{sgn}(z) \in \{-1, 0, 1\}`, so
-    ``g'(0) = 0`` and ``g'(nan) = 0``, exactly as ``torch.abs``. The eager backward makes the
-    sign block by block in cache and multiplies it into the fresh gradient (torch writes the
-    sign out in full first).
-
-    Saved for backward: the input, 4 bytes per float32 element, as torch's ``abs``. The least
-    is the sign, 1 byte: :class:`AbsSignFunction`, which :func:`torchff.functional.abs_relu`
-    uses in the ``"memory"`` save mode (the default; :mod:`torchff.autograd.mode`), this one in
-    ``"speed"``.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(input: Tensor) -> Tensor:
-        return torch.abs(input)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        if ctx.needs_input_grad[0]:  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(inputs[0])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (input,) = ctx.saved_tensors
-        return _times_sign(grad, input)
-
-
-class AbsSignFunction(Function):
+class _AbsSignFunction(Function):
     r"""Absolute value rectification returning its sign: ``(|z|, sgn(z))``.
 
-    Backward: :math:`\partial g / \partial z = \operatorname{sgn}(z) \in \{-1, 0, 1\}`, so
-    ``g'(0) = 0`` and ``g'(nan) = 0``, exactly as ``torch.abs``.
+    :math:`g(z) = |z| = \max\{0, z\} - \min\{0, z\}`; derivative
+    :math:`\operatorname{sgn}(z) \in \{-1, 0, 1\}`, so ``g'(0) = 0`` and ``g'(nan) = 0``,
+    exactly as ``torch.abs``.
 
-    The forward computes the sign with the value, in one loop with the compiled kernels
-    (:mod:`torchff.autograd._native`; contiguous CPU float32/float64), else block by block
-    while the input is in cache, and returns it as a non-differentiable int8 tensor (:func:`torchff.functional.abs_relu`
-    returns the value only). Saved for backward: that sign, 1 byte per element (torch's
-    ``abs`` keeps its input: 4 bytes for float32). The output cannot replace it: it is
-    non-negative.
+    Saved for backward: the sign as int8, written in the same pass as the value (op
+    ``torchff::abs_sign``): 1 byte per element. torch's ``abs`` keeps its input (4 bytes for
+    float32). The output cannot replace it: it is non-negative.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor) -> tuple[Tensor, Tensor]:
-        return _abs_and_sign(input)
+        return _k.abs_sign(input)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -358,115 +252,96 @@ class AbsSignFunction(Function):
         if grad is None:
             return None
         (sign,) = ctx.saved_tensors
-        return times_small(grad, sign)
+        if torch.is_grad_enabled():
+            return grad * sign
+        return _k.times_small(grad, sign)
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor):
+        (sign,) = ctx.saved_tensors
+        return tangent * sign, None
 
 
 # --------------------------------------------------------------------------------------
 # PReLU
 # --------------------------------------------------------------------------------------
-class PReLUSaves:
-    """What :class:`PReLUFunction` keeps for backward (its ``saves`` argument)."""
-
-    INPUT = 0  #: the input, as torch: always valid
-    MASK = 2  #: a bool mask ``z > 0``: the weight's gradient is not needed
-
-
-def _channel_view(weight: Tensor, input: Tensor) -> Tensor:
-    """PReLU weight shaped to broadcast along dim 1 (or a 0-d tensor for one weight)."""
-    if weight.numel() == 1:
-        return weight.reshape(())
-    shape = [1] * input.dim()
-    shape[1] = weight.numel()
-    return weight.reshape(shape)
-
-
-def _reduce_to_weight(t: Tensor, weight: Tensor) -> Tensor:
-    """Sum ``t`` over every dim but dim 1 (or over all for one weight), shaped as ``weight``."""
-    if weight.numel() == 1:
-        return t.sum().reshape(weight.shape)
-    dims = [d for d in range(t.dim()) if d != 1]
-    return (t.sum(dims) if dims else t).reshape(weight.shape)
-
-
-class PReLUFunction(Function):
-    r"""PReLU, :math:`h = \max\{0, z\} + a_c \min\{0, z\}` with learnable slope(s) :math:`a`.
+class _PReLUFunction(Function):
+    r"""PReLU, :math:`h = \max\{0, z\} + a_c \min\{0, z\}` with learnable slope(s) :math:`a`,
+    returning ``(h, mask)``.
 
     ``weight`` has one element (shared) or ``C`` elements, one per channel along dim 1 of the
     input, exactly torch's ``prelu`` layout.
 
-    Backward:
+    Derivatives:
 
     * :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`a_c` for :math:`z \le 0`
       and for nan (torch's convention);
-    * :math:`\partial L / \partial a_c = \sum g \cdot \min\{0, z\}` over the channel's elements.
+    * :math:`\partial L / \partial a_c = \sum g \cdot (z > 0 \;?\; 0 : z)` over the channel's
+      elements (0 at the kink), summed inside the backward kernel (op
+      ``torchff::prelu_backward``; no full-size temporary).
 
-    Saved for backward (``saves``, a :class:`PReLUSaves` value that
-    :func:`torchff.functional.prelu` picks from which gradients are needed, never from the
-    weight's values, which would cost a device-to-host sync), besides the weight:
+    Saved for backward, besides the weight (which the module keeps anyway), chosen from which
+    gradients are needed and never from the weight's values (no host read of a CUDA tensor):
 
-    * ``INPUT`` when the weight needs a gradient (it needs :math:`\min\{0, z\}`), and inside
-      ``torch.compile`` / ``torch.func``: the input, as torch (4 bytes per float32 element);
-    * ``MASK`` when only the input needs a gradient: :math:`\partial h / \partial z` is one
-      bit, so a bool mask ``z > 0`` (1 byte per element).
+    * the weight needs a gradient: the input, as torch (4 bytes per float32 element);
+    * the weight is frozen (``with_mask=True``): the mask ``z > 0``, written in the same pass as
+      the value (``torchff::prelu``), 1 byte per element; the mask is returned as the second
+      output (empty otherwise).
 
-    Never the output, which the caller may change in place before backward (and which loses
-    :math:`\min\{0, z\}` where a slope is 0 or not finite).
+    ``with_mask=True`` while the weight needs a gradient is ignored (the input is kept).
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor, weight: Tensor, saves: int = PReLUSaves.INPUT) -> Tensor:
-        return torch._prelu_kernel(input, _channel_view(weight, input))
+    def forward(input: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Tensor]:
+        return _k.prelu(input, weight, with_mask)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, weight = inputs[:2]
-        saves = inputs[2] if len(inputs) > 2 else PReLUSaves.INPUT
-        if ctx.needs_input_grad[1]:
-            saves = PReLUSaves.INPUT  # a mask cannot give the weight's gradient
+        input, weight, with_mask = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+        ctx.from_mask = bool(with_mask) and not ctx.needs_input_grad[1]
+        saved = output[1] if ctx.from_mask else input
         if any(ctx.needs_input_grad[:2]):  # (setup_context also runs when no graph is recorded)
-            ctx.save_for_backward(input if saves == PReLUSaves.INPUT else _positive_mask(input), weight)
+            ctx.save_for_backward(saved, weight)
+        ctx.save_for_forward(saved, weight)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor | None, _grad_mask: Tensor | None = None):
+        if grad is None:
+            return None, None, None
         saved, weight = ctx.saved_tensors
         need_input, need_weight = ctx.needs_input_grad[:2]
-        backward = _prelu_backward_fused if fused_ok(grad, saved, weight) else _prelu_backward_plain
-        return (*backward(grad, saved, weight, need_input, need_weight), None)
-
-
-def _prelu_backward_fused(grad, saved, weight, need_input, need_weight):
-    """Eager path: blocks of whole rows (dim 0), so that the channel dim 1 stays intact and the
-    temporaries stay in cache; one fresh tensor (the input's gradient). Exact for any slope
-    (0, negative, inf, nan): a select, never a blend of the two sides."""
-    shape = grad.shape
-    if grad.dim() == 0:
-        grad, saved = grad.reshape(1), saved.reshape(1)
-    w = _channel_view(weight, grad).to(grad.dtype)
-    grad_input = torch.empty_like(grad) if need_input else None
-    grad_weight = torch.zeros(weight.shape, dtype=grad.dtype, device=grad.device) if need_weight else None
-    sum_dims = [d for d in range(grad.dim()) if d != 1] if weight.numel() > 1 else None
-    # blocks help a CPU's caches; elsewhere one pass over whole tensors is best
-    blocks = list(row_blocks(grad.shape)) if grad.device.type == "cpu" else [slice(None)]
-    n = max((grad[b].numel() for b in blocks), default=0)
-    s1, m1 = scratch(n, [grad.dtype, torch.bool], grad.device)
-    for b in blocks:
-        g, z = grad[b], saved[b]
-        t1 = s1[: g.numel()].view(g.shape)
+        if not torch.is_grad_enabled():
+            gi, gw = _k.prelu_backward(grad, saved, weight, need_input, need_weight)
+            return (gi if need_input else None), (gw if need_weight else None), None
+        positive = saved if ctx.from_mask else saved > 0
+        gi = gw = None
         if need_input:
-            positive = z if z.dtype == torch.bool else torch.gt(z, 0, out=m1[: g.numel()].view(g.shape))
-            torch.where(positive, g, torch.mul(g, w, out=t1), out=grad_input[b])  # 1 or a_c, times g
-        if need_weight:  # saved is the input here
-            neg = torch.clamp_max(z, 0, out=t1).mul_(g)  # min(0, z) g
-            grad_weight += (neg.sum(sum_dims) if sum_dims else neg.sum()).reshape(weight.shape)
-    return (grad_input.reshape(shape) if need_input else None), grad_weight
+            gi = torch.where(positive, grad, grad * _k.channel_view(weight, grad.dim()))
+        if need_weight:
+            gw = _k._reduce_to_weight(torch.where(positive, 0.0, saved * grad), weight)
+        return gi, gw, None
+
+    @staticmethod
+    def jvp(ctx, input_t: Tensor | None, weight_t: Tensor | None, _flag_t=None):
+        saved, weight = ctx.saved_tensors
+        positive = saved if ctx.from_mask else saved > 0
+        out_t = None
+        if input_t is not None:
+            out_t = torch.where(positive, input_t, input_t * _k.channel_view(weight, input_t.dim()))
+        if weight_t is not None:  # (never with a mask: the weight then needs no gradient)
+            w_t = torch.where(positive, 0.0, saved * _k.channel_view(weight_t, saved.dim()))
+            out_t = w_t if out_t is None else out_t + w_t
+        return out_t, None
 
 
-def _prelu_backward_plain(grad, saved, weight, need_input, need_weight):
-    """Out-of-place, differentiable formulas (double backward, torch.func, torch.compile)."""
-    w = _channel_view(weight, grad)
-    positive = saved if saved.dtype == torch.bool else saved > 0
-    grad_input = torch.where(positive, grad, grad * w) if need_input else None
-    grad_weight = _reduce_to_weight(grad * torch.clamp_max(saved, 0), weight) if need_weight else None
-    return grad_input, grad_weight
+# (Function, compile twin) pairs, for pick()
+RELU = with_compile_twin(ReLUFunction)
+RELU_INPLACE = with_compile_twin(ReLUInplaceFunction)
+LEAKY_RELU_MASK = with_compile_twin(_LeakyReLUMaskFunction)
+LEAKY_RELU_INPLACE = with_compile_twin(LeakyReLUInplaceFunction)
+ABS_SIGN = with_compile_twin(_AbsSignFunction)
+PRELU = with_compile_twin(_PReLUFunction)

@@ -46,8 +46,11 @@ class ReLU(nn.ReLU):
 class LeakyReLU(nn.LeakyReLU):
     r"""Leaky ReLU, :math:`\max\{0, x\} + \text{negative\_slope}\cdot\min\{0, x\}`.
 
-    Drop-in for :class:`torch.nn.LeakyReLU`; saves a 1-byte bool mask for any slope (the input,
-    as torch, in the ``"speed"`` save mode: :mod:`torchff.autograd.mode`), never the output.
+    Drop-in for :class:`torch.nn.LeakyReLU`, for any slope. Derivative 1 for :math:`x > 0`, the
+    slope at and below 0 (and at nan). Saves a 1-byte mask ``x > 0`` written with the value
+    (torch keeps the input: 4 bytes for float32), never the output, so in-place changes of the
+    output before backward work as with torch; ``inplace=True`` saves the output (the input's
+    own buffer), as torch.
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -59,8 +62,9 @@ class PReLU(nn.PReLU):
     r"""PReLU, :math:`\max\{0, x\} + a\min\{0, x\}` with learnable ``weight`` (1 or ``num_parameters``
     slopes, along dim 1). Drop-in for :class:`torch.nn.PReLU` (same ``weight`` parameter).
 
-    Saves the input and the weight, as torch; a 1-byte bool mask instead of the input when the
-    weight is frozen. Never the output (in-place changes to it before backward are safe).
+    Derivatives: :math:`a_c` at and below 0 for the input, :math:`\min\{0, x\}` (0 at the kink)
+    for the weight, summed per channel in the backward kernel. Saves the input (as torch) and the
+    weight while the weight is trained, a 1-byte mask ``x > 0`` and the weight when it is frozen.
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -72,8 +76,8 @@ class Softplus(nn.Softplus):
     r"""Softplus, :math:`\frac{1}{\beta}\log(1 + e^{\beta x})`, linear where :math:`\beta x >`
     ``threshold``. Drop-in for :class:`torch.nn.Softplus`.
 
-    torch's kernels; saves the input, as torch (never the output, which may be changed in
-    place before backward).
+    Saves only the output for thresholds of at least 17.5 (37.5 in float64; torch's default 20
+    qualifies in float32/16), the input below them (as torch).
     """
 
     def forward(self, input: Tensor) -> Tensor:
@@ -138,8 +142,8 @@ class GeneralizedReLU(nn.Module):
 class AbsReLU(nn.Module):
     r"""Absolute value rectification, :math:`|x|`; derivative :math:`\operatorname{sgn}(x)` (0 at 0).
 
-    Saves an int8 sign (1 byte per element); the input, as torch, in the ``"speed"`` save mode
-    (:mod:`torchff.autograd.mode`).
+    Saves the sign as int8, 1 byte per element, written with the value (``torch.abs`` keeps its
+    input: 4 bytes for float32).
 
     Example::
 
@@ -159,7 +163,8 @@ class BinaryStep(nn.Module):
         ste: pass the gradient where :math:`|x| \le 1` (straight-through) instead of the true
             zero gradient.
 
-    nan propagates (``torch.heaviside`` maps it to 0). Saves nothing, or a 1-byte mask with ``ste``.
+    ``f(-0.0) = 1``; nan propagates (``torch.heaviside`` maps it to 0). Saves nothing, or a
+    1-byte mask :math:`|x| \le 1` with ``ste``.
     """
 
     def __init__(self, ste: bool = False) -> None:
