@@ -20,10 +20,6 @@ from torchff.autograd.losses import (
     BCEWithLogitsFunction,
     CrossEntropyFunction,
     CrossEntropyProbsFunction,
-    GaussianNLLFunction,
-    L1LossFunction,
-    LaplaceNLLFunction,
-    MSELossFunction,
     NLLLossFunction,
     cross_entropy_rows,
 )
@@ -54,10 +50,6 @@ __all__ = [
     "CrossEntropyFunction",
     "CrossEntropyProbsFunction",
     "NLLLossFunction",
-    "MSELossFunction",
-    "L1LossFunction",
-    "GaussianNLLFunction",
-    "LaplaceNLLFunction",
     "cross_entropy_rows",
     "LinearCrossEntropyFunction",
     # the perceptron and radial basis function features

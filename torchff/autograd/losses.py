@@ -1,15 +1,15 @@
 """The costs that maximum likelihood pairs with each output unit, gathered in one place.
 
-=====================  ==================  ==========================================
+=====================  ==================  ======================================================
 output distribution    output unit         Function (file)
-=====================  ==================  ==========================================
-Gaussian               linear              ``MSELossFunction`` (regression)
-Gaussian, learned var  linear + variance   ``GaussianNLLFunction`` (regression)
-Laplace                linear              ``L1LossFunction``, ``LaplaceNLLFunction``
+=====================  ==================  ======================================================
+Gaussian               linear              ``_RegressionFunction`` MSE (regression, private)
+Gaussian, learned var  linear + variance   ``_RegressionFunction`` GAUSSIAN (regression, private)
+Laplace                linear              ``_RegressionFunction`` L1, LAPLACE (regression, private)
 Bernoulli              sigmoid             ``BCEWithLogitsFunction`` (bernoulli)
 Multinoulli            softmax             ``CrossEntropyFunction``, ``CrossEntropyProbsFunction``,
                                            ``NLLLossFunction`` (cross_entropy)
-=====================  ==================  ==========================================
+=====================  ==================  ======================================================
 """
 
 from torchff.autograd.bernoulli import BCEWithLogitsFunction
@@ -20,17 +20,12 @@ from torchff.autograd.cross_entropy import (
     NLLLossFunction,
     cross_entropy_rows,
 )
-from torchff.autograd.regression import GaussianNLLFunction, L1LossFunction, LaplaceNLLFunction, MSELossFunction
 
 __all__ = [
     "BCEWithLogitsFunction",
     "CrossEntropyFunction",
     "CrossEntropyProbsFunction",
     "CrossEntropyRows",
-    "GaussianNLLFunction",
-    "L1LossFunction",
-    "LaplaceNLLFunction",
-    "MSELossFunction",
     "NLLLossFunction",
     "cross_entropy_rows",
 ]
