@@ -513,7 +513,9 @@ def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, 
         # of integers works for 'none' and 'sum', and raises for 'mean'); nothing to differentiate
         elements = torch.abs(input - target) if weight is None else weight * torch.abs(input - target)
         return elements if red == _loss.NONE else elements.sum() if red == _loss.SUM else elements.mean()
-    _check_floating(f"{name.split('_')[0]}_cpu", input, target, weight, complex_ok=kind == _regression.L1)
+    promoted = _loss.result_dtype(input, target, weight)
+    if not (promoted.is_floating_point or (kind == _regression.L1 and promoted.is_complex)):
+        _check_floating(f"{name.split('_')[0]}_cpu", torch.empty(0, dtype=promoted))  # torch's error
     return _apply(_regression._RegressionFunction, _regression._Regression, input, target, weight, kind, False, 0.0, red)[0]
 
 

@@ -174,4 +174,4 @@ class _RegressionFunction(_Regression):
                 else:
                     out = out.mean()
             out = out.to(ctx.out_dtype)
-        return out, (None if d_t is None else d_t.to(d.dtype))
+        return out, (None if d_t is None else d_t.expand(d.shape).to(d.dtype))
