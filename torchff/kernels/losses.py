@@ -119,7 +119,8 @@ def _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad,
         d = s - y if pw is None else (1 + (pw - 1) * y) * s - pw * y
         gz = (gw * d).expand(shape).to(input.dtype).contiguous()
     if target_grad:
-        d = -z if pw is None else (pw - 1) * torch.nn.functional.softplus(-z) - z
+        # softplus(-z) = max(-z, 0) + log1p(e^-|z|), exact (torch's softplus is linear beyond 20)
+        d = -z if pw is None else (pw - 1) * (torch.clamp_min(-z, 0) + torch.log1p(torch.exp(-z.abs()))) - z
         gy = (gw * d).expand(shape).to(target.dtype).contiguous()
     return (gz if gz is not None else _none_like(input)), (gy if gy is not None else _none_like(target))
 
