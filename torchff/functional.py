@@ -364,7 +364,7 @@ def binary_cross_entropy_with_logits(
         raise RuntimeError(f"binary_cross_entropy_with_logits: target must be a floating point tensor, got {target.dtype}")
     for argument, t in (("weight", weight), ("pos_weight", pos_weight)):
         _no_grad_for("binary_cross_entropy_with_logits", argument, t)
-        if t is not None and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
+        if t is not None and t.shape != input.shape and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
             raise RuntimeError(
                 f"binary_cross_entropy_with_logits: {argument} of shape {tuple(t.shape)} does not broadcast "
                 f"to the input's shape {tuple(input.shape)}"
@@ -495,7 +495,8 @@ def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, 
         )
     if size_average is not None or reduce is not None:
         reduction = _Reduction.legacy_get_string(size_average, reduce)
-    torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
+    if target.shape != input.shape:
+        torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
     if weight is None:
         red = _Reduction.get_enum(reduction)
         input, target = _autocast_to_float32(input.device.type, input, target)

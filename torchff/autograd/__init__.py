@@ -13,6 +13,7 @@ from torchff.autograd.rectifier import (
     ReLUInplaceFunction,
 )
 from torchff.autograd import maxout as _maxout  # noqa: F401  (private Functions: cached below too)
+from torchff.autograd import regression as _regression  # noqa: F401  (private Functions: cached below too)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.step import BinaryStepFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction

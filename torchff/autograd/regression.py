@@ -110,7 +110,7 @@ class _Regression(Function):
         ctx.dtypes = (input.dtype, target.dtype)
         ctx.out_dtype = output[0].dtype
         d = output[1]
-        ctx.shape = d.shape if spread is None else torch.broadcast_shapes(d.shape, spread.shape)
+        ctx.shape = d.shape if spread is None or spread.shape == d.shape else torch.broadcast_shapes(d.shape, spread.shape)
         ctx.set_materialize_grads(False)
         loss = output[0] if _weighted(kind, spread) and reduction == MEAN else None
         ctx.save_for_backward(d, spread, loss)

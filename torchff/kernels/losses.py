@@ -66,7 +66,15 @@ def _compute(dtype: torch.dtype) -> torch.dtype:
 
 
 def _shape(*tensors: Tensor | None) -> torch.Size:
-    return torch.broadcast_shapes(*(t.shape for t in tensors if t is not None))
+    """The broadcast shape (``torch.broadcast_shapes`` only when the shapes differ: it costs
+    more than a small op's kernel)."""
+    shapes = [t.shape for t in tensors if t is not None and t.dim()]  # a 0-d tensor broadcasts to any
+    if not shapes:
+        return torch.Size(())
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    return torch.broadcast_shapes(*shapes)
 
 
 def _promote(*tensors: Tensor | None) -> torch.dtype:

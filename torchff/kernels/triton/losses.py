@@ -150,7 +150,10 @@ def regression_backward_kernel(
 
 
 def _shape(*tensors):
-    return torch.broadcast_shapes(*(t.shape for t in tensors if t is not None))
+    shapes = [t.shape for t in tensors if t is not None and t.dim()]  # a 0-d tensor broadcasts to any
+    if not shapes:
+        return torch.Size(())
+    return shapes[0] if all(s == shapes[0] for s in shapes) else torch.broadcast_shapes(*shapes)
 
 
 def _full(t: Tensor | None, shape) -> Tensor | None:
