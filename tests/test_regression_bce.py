@@ -1,116 +1,231 @@
-"""Regression tests: BCE with infinite logits, complex L1, batched gradients of the pointwise losses."""
+"""BCE-with-logits and the regression losses on the torchff:: ops: batched gradients, forward
+mode, opcheck, the edge cases of issue 15 (inf logits, complex and integer inputs), saved bytes
+and no host reads off CPU."""
 
 import pytest
 import torch
 import torch.nn.functional as TF
 
+import torchff
 import torchff.functional as F
+from torchff.kernels import losses as ops
+from torchff.testing import check_gradcheck, check_gradgradcheck, saved_tensors
 
-INF = float("inf")
-
-
-@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-@pytest.mark.parametrize("z,y", [(INF, 0.3), (INF, 0.0), (1e4, 0.3), (-1e4, 0.7)])
-def test_bce_infinite_logits_match_torch(z, y, reduction):
-    zf, zt = (torch.tensor([z, 0.5], requires_grad=True) for _ in range(2))
-    yf, yt = (torch.tensor([y, 0.2], requires_grad=True) for _ in range(2))
-    a = F.binary_cross_entropy_with_logits(zf, yf, reduction=reduction)
-    b = TF.binary_cross_entropy_with_logits(zt, yt, reduction=reduction)
-    torch.testing.assert_close(a, b, equal_nan=False)
-    a.sum().backward()
-    b.sum().backward()
-    torch.testing.assert_close(zf.grad, zt.grad)
-    torch.testing.assert_close(yf.grad, yt.grad)
+D = torch.float64
 
 
-def test_bce_negative_infinite_logit_positive_target_is_inf():
-    # the limit of the loss; torch's (1 - y) z - log_sigmoid(z) gives nan here
-    out = F.binary_cross_entropy_with_logits(torch.tensor([-INF, -INF]), torch.tensor([1.0, 0.3]), reduction="none")
-    assert torch.equal(out, torch.tensor([INF, INF]))
+def _x(*shape, scale=1.0, offset=0.0):
+    return (scale * torch.randn(shape, dtype=D) + offset).requires_grad_()
 
 
-@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
-@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-def test_l1_complex_matches_torch(dtype, reduction):
-    torch.manual_seed(0)
-    x = torch.randn(6, dtype=dtype, requires_grad=True)
-    t = torch.randn(6, dtype=dtype, requires_grad=True)
-    a = F.l1_loss(x, t, reduction=reduction)
-    b = TF.l1_loss(x, t, reduction=reduction)
-    assert a.dtype == b.dtype and not a.is_complex()
-    torch.testing.assert_close(a, b)
-    ga = torch.autograd.grad(a.sum(), (x, t))
-    gb = torch.autograd.grad(b.sum(), (x, t))
-    torch.testing.assert_close(ga, gb)
+def _pos(*shape):
+    return (torch.rand(shape, dtype=D) + 0.3).requires_grad_()
 
 
-def test_l1_complex_gradcheck():
-    x = torch.randn(4, dtype=torch.complex128, requires_grad=True)
-    t = torch.randn(4, dtype=torch.complex128, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, t: F.l1_loss(x, t, reduction="none"), (x, t), check_batched_grad=True)
-    assert torch.autograd.gradgradcheck(lambda x, t: F.l1_loss(x, t), (x, t))
+# (name, functional, torch reference, inputs)
+CASES = {
+    "bce": lambda: (F.binary_cross_entropy_with_logits, TF.binary_cross_entropy_with_logits, (_x(4, 3, scale=3), torch.rand(4, 3, dtype=D).requires_grad_())),
+    "bce[w,pw,none]": lambda w=torch.rand(4, 1, dtype=D): (
+        lambda z, y: F.binary_cross_entropy_with_logits(z, y, w, reduction="none", pos_weight=torch.tensor([0.5, 2.0, 3.0], dtype=D)),
+        None,
+        (_x(4, 3, scale=3), torch.rand(4, 3, dtype=D).requires_grad_()),
+    ),
+    "bce[sum,pw]": lambda: (
+        lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum", pos_weight=torch.tensor([0.5, 2.0, 3.0], dtype=D)),
+        None,
+        (_x(4, 3, scale=3), torch.rand(4, 3, dtype=D).requires_grad_()),
+    ),
+    "mse": lambda: (F.mse_loss, TF.mse_loss, (_x(4, 3), _x(4, 3))),
+    "mse[weight,broadcast]": lambda: (lambda x, y, w: F.mse_loss(x, y, weight=w), None, (_x(4, 3), _x(1, 3), _pos(4, 3))),
+    "l1[none]": lambda: (lambda x, y: F.l1_loss(x, y, reduction="none"), None, (_x(4, 3), _x(4, 3))),
+    "l1[weight,sum]": lambda: (lambda x, y, w: F.l1_loss(x, y, reduction="sum", weight=w), None, (_x(4, 3), _x(4, 3), _pos(4, 3))),
+    "l1": lambda: (F.l1_loss, TF.l1_loss, (_x(4, 3), _x(4, 3))),
+    "gaussian[homoscedastic,full]": lambda: (lambda x, y, v: F.gaussian_nll_loss(x, y, v, full=True), None, (_x(4, 3), _x(4, 3), _pos(4, 1))),
+    "gaussian[none]": lambda: (lambda x, y, v: F.gaussian_nll_loss(x, y, v, reduction="none"), None, (_x(4, 3), _x(4, 3), _pos(4, 3))),
+    "laplace": lambda: (lambda x, y, b: F.laplace_nll_loss(x, y, b), None, (_x(4, 3), _x(4, 3), _pos(4, 3))),
+    "laplace[sum,full]": lambda: (lambda x, y, b: F.laplace_nll_loss(x, y, b, full=True, reduction="sum"), None, (_x(4, 3), _x(4, 3), _pos(4))),
+}
 
 
-def _losses(m):
-    return {
-        "mse": lambda x, y, v: m.mse_loss(x, y, reduction="none"),
-        "l1": lambda x, y, v: m.l1_loss(x, y, reduction="none"),
-        "gaussian": lambda x, y, v: m.gaussian_nll_loss(x, y, v, reduction="none"),
-        "laplace": lambda x, y, v: F.laplace_nll_loss(x, y, v, reduction="none"),
-        "bce": lambda x, y, v: m.binary_cross_entropy_with_logits(x, y, reduction="none"),
-    }
+@pytest.mark.parametrize("name", list(CASES))
+def test_gradcheck_batched_and_forward_mode(name):
+    fn, _, inputs = CASES[name]()
+    check_gradcheck(fn, *inputs, check_batched_grad=True, check_forward_ad=True)
+    check_gradgradcheck(fn, *inputs, check_batched_grad=True)
 
 
-def _laplace_reference(x, y, b, eps=1e-6):
-    with torch.no_grad():
-        clamped = b.clamp(min=eps)
-    b = b + (clamped - b).detach()  # clamp with no gradient of its own, as laplace_nll_loss documents
-    return torch.log(b) + (x - y).abs() / b
+@pytest.mark.parametrize("name", list(CASES))
+def test_is_grads_batched_and_vectorized_jacobian(name):
+    fn, _, inputs = CASES[name]()
+    x = inputs[0]
+    rest = inputs[1:]
+    out = fn(x, *rest)
+    v = torch.randn(5, *out.shape, dtype=D)
+    (got,) = torch.autograd.grad(out, x, v, is_grads_batched=True)
+    for i in range(5):
+        (want,) = torch.autograd.grad(fn(x, *rest), x, v[i])
+        torch.testing.assert_close(got[i], want)
+    jac = torch.autograd.functional.jacobian(lambda a: fn(a, *rest), x, vectorize=True)
+    ref = torch.autograd.functional.jacobian(lambda a: fn(a, *rest), x)
+    torch.testing.assert_close(jac, ref)
 
 
-def _reference(name):
-    if name == "laplace":
-        return _laplace_reference
-    return _losses(TF)[name]
+def test_is_grads_batched_with_torch_ones_of_five():
+    # the exact call of issue 12, on the three modules it names
+    x = torch.randn(4, 3, dtype=D, requires_grad=True)
+    y = torch.rand(4, 3, dtype=D)
+    for loss, extra in [
+        (torchff.nn.L1Loss(), ()),
+        (torchff.nn.GaussianNLLLoss(), (torch.rand(4, 1, dtype=D) + 0.5,)),
+        (torchff.nn.BCEWithLogitsLoss(), ()),
+    ]:
+        out = loss(x, y, *extra)
+        (g,) = torch.autograd.grad(out, x, torch.ones(5, dtype=D), is_grads_batched=True)
+        (want,) = torch.autograd.grad(loss(x, y, *extra), x)
+        torch.testing.assert_close(g, want.expand(5, 4, 3))
 
 
-def _inputs():
-    torch.manual_seed(0)
-    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    y = torch.rand(5, dtype=torch.float64, requires_grad=True)
-    v = (torch.rand(5, dtype=torch.float64) + 0.1).requires_grad_()
-    return x, y, v
+@pytest.mark.parametrize("name", ["bce", "mse", "l1", "gaussian[none]", "laplace"])
+def test_jacfwd_and_hessian(name):
+    fn, _, inputs = CASES[name]()
+    x, rest = inputs[0].detach(), [t.detach() for t in inputs[1:]]
+    f = lambda a: fn(a, *rest).sum()  # noqa: E731
+    torch.testing.assert_close(torch.func.jacfwd(f)(x), torch.func.jacrev(f)(x))
+    torch.testing.assert_close(torch.func.hessian(f)(x), torch.func.jacrev(torch.func.jacrev(f))(x))
 
 
-NAMES = ["mse", "l1", "gaussian", "laplace", "bce"]
+def _op_samples():
+    z, y = torch.randn(5, 3), torch.rand(5, 3)
+    w, pw, g0, g = torch.rand(5, 1), torch.rand(3) * 2, torch.tensor(0.3), torch.randn(5, 3)
+    v = torch.rand(5, 3) + 0.1
+    yield ops.bce_with_logits, (z, y, None, None)
+    yield ops.bce_with_logits, (z, y, w, pw)
+    yield ops.bce_with_logits_backward, (g0, z, y, None, None, True, False)
+    yield ops.bce_with_logits_backward, (g, z, y, w, pw, True, True)
+    for kind, a in [(ops.MSE, None), (ops.L1, w), (ops.GAUSSIAN, v), (ops.LAPLACE, v[:1])]:
+        yield ops.regression, (z, y, a, kind, True, 1e-6)
+        yield ops.regression_backward, (g0, z - y, a, kind, 1e-6, a is not None)
+        yield ops.regression_backward, (g, z - y, a, kind, 1e-6, False)
 
 
-def _wrt(name, x, y, v):
-    return (x, y, v) if name in ("gaussian", "laplace") else (x, y)
+@pytest.mark.parametrize("i", range(len(list(_op_samples()))))
+def test_opcheck(i):
+    op, args = list(_op_samples())[i]
+    torch.library.opcheck(op, args)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_is_grads_batched_matches_torch(name):
-    x, y, v = _inputs()
-    eye = torch.eye(5, dtype=torch.float64)
-    got = torch.autograd.grad(_losses(F)[name](x, y, v), _wrt(name, x, y, v), eye, is_grads_batched=True)
-    want = torch.autograd.grad(_reference(name)(x, y, v), _wrt(name, x, y, v), eye, is_grads_batched=True)
-    torch.testing.assert_close(got, want)
-    # the mean reduction too: a batch of scalar gradients
-    ones = torch.ones(3, dtype=torch.float64)
-    got = torch.autograd.grad(_losses(F)[name](x, y, v).mean(), x, ones, is_grads_batched=True)
-    want = torch.autograd.grad(_reference(name)(x, y, v).mean(), x, ones, is_grads_batched=True)
-    torch.testing.assert_close(got, want)
+# --------------------------------------------------------------------------------------
+# issue 15: the edges
+# --------------------------------------------------------------------------------------
+def test_bce_with_logits_of_inf_is_inf_as_torch():
+    inf = float("inf")
+    for target in (0.3, 0.0):
+        got = F.binary_cross_entropy_with_logits(torch.tensor([inf]), torch.tensor([target]), reduction="none")
+        want = TF.binary_cross_entropy_with_logits(torch.tensor([inf]), torch.tensor([target]), reduction="none")
+        assert torch.isinf(got).all() and torch.equal(got, want)
+    z = torch.tensor([inf, inf], requires_grad=True)
+    got = F.binary_cross_entropy_with_logits(z, torch.tensor([0.3, 0.0]), reduction="sum", pos_weight=torch.tensor([2.0, 2.0]))
+    assert torch.isinf(got)
+    (g,) = torch.autograd.grad(got, z)
+    torch.testing.assert_close(g, torch.tensor([0.7, 1.0]))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_jacobian_vectorize_matches_torch(name):
-    x, y, v = _inputs()
-    inputs = _wrt(name, x, y, v)
+def test_bce_extreme_logits_are_accurate():
+    # no cancellation: each term of (1 - y) max(z, 0) + y max(-z, 0) + log1p(e^-|z|) is >= 0
+    z = torch.tensor([-1e4, -90.0, -20.0, 0.0, 20.0, 90.0, 1e4])
+    y = torch.full_like(z, 1e-3)
+    got = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    want = TF.binary_cross_entropy_with_logits(z.double(), y.double(), reduction="none")
+    torch.testing.assert_close(got.double(), want, rtol=2e-6, atol=0)
 
-    def bind(fn):
-        return (lambda x, y, v: fn(x, y, v)) if len(inputs) == 3 else (lambda x, y: fn(x, y, v))
 
-    got = torch.autograd.functional.jacobian(bind(_losses(F)[name]), inputs, vectorize=True)
-    want = torch.autograd.functional.jacobian(bind(_reference(name)), inputs, vectorize=True)
-    torch.testing.assert_close(got, want)
+def test_l1_loss_of_complex_inputs_is_real_as_torch():
+    x = torch.randn(4, 3, dtype=torch.complex128, requires_grad=True)
+    y = torch.randn(4, 3, dtype=torch.complex128)
+    for reduction in ("none", "mean", "sum"):
+        got, want = F.l1_loss(x, y, reduction=reduction), TF.l1_loss(x, y, reduction=reduction)
+        assert got.dtype == want.dtype == torch.float64
+        torch.testing.assert_close(got, want)
+        g = torch.autograd.grad(got.sum(), x)[0]
+        h = torch.autograd.grad(want.sum(), x)[0]
+        torch.testing.assert_close(g, h)
+    assert torch.autograd.gradcheck(lambda a: F.l1_loss(a, y), (x,), check_batched_grad=True, check_forward_ad=True)
+
+
+def test_integer_and_bool_inputs_as_torch():
+    i, j, b = torch.tensor([1, 2]), torch.tensor([1, 4]), torch.tensor([True, False])
+    cases = [
+        lambda m: m.mse_loss(i, j),
+        lambda m: m.mse_loss(b, b),
+        lambda m: m.l1_loss(i, j),  # mean of integers
+        lambda m: m.l1_loss(b, b),
+        lambda m: m.binary_cross_entropy_with_logits(i, j.float()),
+        lambda m: m.binary_cross_entropy_with_logits(i.float(), j),
+        lambda m: m.mse_loss(torch.randn(2, dtype=torch.complex64), torch.randn(2, dtype=torch.complex64)),
+    ]
+    for case in cases:
+        with pytest.raises(Exception) as theirs:
+            case(TF)
+        with pytest.raises(type(theirs.value)):
+            case(F)
+    # and where torch works on integers, torchff does too
+    for reduction in ("none", "sum"):
+        assert torch.equal(F.l1_loss(i, j, reduction=reduction), TF.l1_loss(i, j, reduction=reduction))
+    torch.testing.assert_close(F.mse_loss(i, j.float()), TF.mse_loss(i, j.float()))
+
+
+def test_negative_spread_off_cpu_does_not_read_the_value_on_the_host():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.randn(4, 3, device="cuda")
+        v = torch.rand(4, 3, device="cuda")
+        # a FakeTensor raises on any data-dependent host read (bool(), item())
+        out = F.gaussian_nll_loss(x, x, v)
+        out2 = F.laplace_nll_loss(x, x, v)
+    assert out.shape == out2.shape == ()
+
+
+@pytest.mark.parametrize("fn,name", [(F.gaussian_nll_loss, "var"), (F.laplace_nll_loss, "scale")])
+def test_negative_spread_raises_on_cpu_as_torch(fn, name):
+    with pytest.raises(ValueError, match=f"{name} has negative entry"):
+        fn(torch.randn(3), torch.randn(3), torch.tensor([1.0, -1e-3, 1.0]))
+
+
+# --------------------------------------------------------------------------------------
+# saved bytes, one implementation, privacy
+# --------------------------------------------------------------------------------------
+def test_saved_bytes_never_above_torch():
+    N, C = 16, 8
+    z = torch.randn(N, C, requires_grad=True)
+    y, v = torch.rand(N, C), torch.rand(N, C, requires_grad=True)
+    w = torch.rand(N, C, requires_grad=True)
+
+    def saved(fn, *a, **kw):
+        return saved_tensors(fn, *a, **kw)[1].total
+
+    elem = N * C * 4
+    for name, args, kw in [
+        ("binary_cross_entropy_with_logits", (z, y), {}),
+        ("binary_cross_entropy_with_logits", (z, y), dict(pos_weight=torch.rand(C))),
+        ("mse_loss", (z, y), {}),
+        ("mse_loss", (z, y), dict(weight=w)),
+        ("l1_loss", (z, y), {}),
+        ("l1_loss", (z, y), dict(reduction="none")),
+        ("gaussian_nll_loss", (z, y, v), {}),
+    ]:
+        assert saved(getattr(F, name), *args, **kw) <= saved(getattr(TF, name), *args, **kw), (name, kw)
+    assert saved(F.mse_loss, z, y) == elem
+    assert saved(F.gaussian_nll_loss, z, y, v) == 2 * elem
+
+
+def test_regression_functions_are_private_and_one():
+    import torchff.autograd as A
+
+    for old in ("MSELossFunction", "L1LossFunction", "GaussianNLLFunction", "LaplaceNLLFunction"):
+        assert not hasattr(A, old)
+    x, y = torch.randn(3, requires_grad=True), torch.randn(3)
+    names = {type(f(x, y).grad_fn).__name__ for f in (F.mse_loss, F.l1_loss)}
+    names |= {type(F.gaussian_nll_loss(x, y, torch.ones(3)).grad_fn).__name__}
+    assert names == {"_RegressionFunctionBackward"}
+

@@ -14,6 +14,7 @@ from torch.nn import _reduction as _Reduction
 
 from torchff.autograd import _loss
 from torchff.autograd import bernoulli as _bernoulli
+from torchff.autograd._loss import check_floating as _check_floating
 from torchff.autograd import cross_entropy as _cross_entropy
 from torchff.autograd import maxout as _maxout
 from torchff.autograd import linear_cross_entropy as _linear_ce
@@ -346,26 +347,28 @@ def binary_cross_entropy_with_logits(
     pos_weight: Tensor | None = None,
 ) -> Tensor:
     r"""Bernoulli negative log-likelihood of a sigmoid output unit, on its logits :math:`z`:
-    :math:`(1 - y)z + \zeta(-z)`, gradient :math:`\sigma(z) - y`.
+    :math:`(1 - y)\max(z, 0) + y\max(-z, 0) + \log(1 + e^{-|z|})`, gradient :math:`\sigma(z) - y`.
 
     torch's signature and semantics: soft targets in [0, 1], ``weight`` broadcast over the
     elements, ``pos_weight`` over the classes (last dim), a gradient for ``target``; the
-    weights are not differentiable. Saves the inputs, as torch, and is several times faster.
+    weights are not differentiable. One op pass forward (``torchff::bce_with_logits``) and one
+    backward for both gradients; saves the inputs, as torch (8 B per float32 element).
     """
     red = _reduction_enum(size_average, reduce, reduction)
     if target.size() != input.size():
         raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
     input, target, weight, pos_weight = _autocast_to_float32(input.device.type, input, target, weight, pos_weight)
+    _check_floating("log_sigmoid_cpu", input)
     if not target.is_floating_point():
         raise RuntimeError(f"binary_cross_entropy_with_logits: target must be a floating point tensor, got {target.dtype}")
     for argument, t in (("weight", weight), ("pos_weight", pos_weight)):
         _no_grad_for("binary_cross_entropy_with_logits", argument, t)
-        if t is not None and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
+        if t is not None and t.shape != input.shape and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
             raise RuntimeError(
                 f"binary_cross_entropy_with_logits: {argument} of shape {tuple(t.shape)} does not broadcast "
                 f"to the input's shape {tuple(input.shape)}"
             )
-    return _bernoulli.BCEWithLogitsFunction.apply(input, target, weight, pos_weight, red)
+    return _apply(_bernoulli.BCEWithLogitsFunction, _bernoulli._BCEWithLogits, input, target, weight, pos_weight, red)
 
 
 bernoulli_nll = binary_cross_entropy_with_logits
@@ -491,7 +494,7 @@ def nll_loss(
                   input, target, weight, int(ignore_index), red)
 
 
-def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, weight):
+def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, weight):
     if target.size() != input.size() and not torch.compiler.is_compiling():  # dynamo cannot trace warn
         _warnings.warn(
             f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
@@ -501,7 +504,8 @@ def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, we
         )
     if size_average is not None or reduce is not None:
         reduction = _Reduction.legacy_get_string(size_average, reduce)
-    torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
+    if target.shape != input.shape:
+        torch.broadcast_shapes(input.shape, target.shape)  # raises, naming both shapes
     if weight is None:
         red = _Reduction.get_enum(reduction)
         input, target = _autocast_to_float32(input.device.type, input, target)
@@ -514,7 +518,15 @@ def _pointwise_loss(name, fn, input, target, size_average, reduce, reduction, we
             raise ValueError(f"Invalid reduction mode: {reduction}. Expected one of 'none', 'mean', 'sum'.")
         red = _Reduction.get_enum(reduction)
         input, target, weight = _autocast_to_float32(input.device.type, input, target, weight, devices=("cuda",))
-    return fn.apply(input, target, weight, red)[0]
+    if kind == _regression.L1 and not all(t.is_floating_point() or t.is_complex() for t in (input, target)):
+        # integer / bool: torch's composite, so that its results and errors are torch's (l1_loss
+        # of integers works for 'none' and 'sum', and raises for 'mean'); nothing to differentiate
+        elements = torch.abs(input - target) if weight is None else weight * torch.abs(input - target)
+        return elements if red == _loss.NONE else elements.sum() if red == _loss.SUM else elements.mean()
+    promoted = _loss.result_dtype(input, target, weight)
+    if not (promoted.is_floating_point or (kind == _regression.L1 and promoted.is_complex)):
+        _check_floating(f"{name.split('_')[0]}_cpu", torch.empty(0, dtype=promoted))  # torch's error
+    return _apply(_regression._RegressionFunction, _regression._Regression, input, target, weight, kind, False, 0.0, red)[0]
 
 
 def mse_loss(
@@ -527,10 +539,10 @@ def mse_loss(
 ) -> Tensor:
     r"""Gaussian negative log-likelihood with unit variance (up to a constant): :math:`(x - y)^2`,
     optionally weighted (``'mean'`` then divides by :math:`\sum w`). torch's signature.
-
-    Saves the residual :math:`x - y` only (torch keeps input and target).
+    Derivative :math:`2 w (x - y)`. Saves the residual :math:`x - y` only (4 B per float32
+    element; torch keeps input and target, 8).
     """
-    return _pointwise_loss("mse_loss", _regression.MSELossFunction, input, target, size_average, reduce, reduction, weight)
+    return _pointwise_loss("mse_loss", _regression.MSE, input, target, size_average, reduce, reduction, weight)
 
 
 def l1_loss(
@@ -542,19 +554,30 @@ def l1_loss(
     weight: Tensor | None = None,
 ) -> Tensor:
     r"""Laplace negative log-likelihood with unit scale (up to a constant): :math:`|x - y|`,
-    optionally weighted. torch's signature; saves the residual only.
+    optionally weighted. torch's signature. Derivative :math:`w\,\mathrm{sgn}(x - y)`, 0 at
+    :math:`x = y`. Complex inputs give a real loss with the gradient :math:`\mathrm{sgn}(d) = d/|d|`,
+    as torch. Saves the residual only (4 B per float32 element, as torch).
     """
-    return _pointwise_loss("l1_loss", _regression.L1LossFunction, input, target, size_average, reduce, reduction, weight)
+    return _pointwise_loss("l1_loss", _regression.L1, input, target, size_average, reduce, reduction, weight)
 
 
 def _spread_argument(name: str, input: Tensor, spread: Tensor | float) -> Tensor:
-    """torch's ``gaussian_nll_loss`` rules for its variance, applied to ``name`` (var or scale)."""
+    """torch's ``gaussian_nll_loss`` rules for its variance, applied to ``name`` (var or scale).
+
+    Negative entries raise ``ValueError`` on CPU, as torch. On other devices the check is
+    ``torch._assert_async`` (a device-side assert, no host sync; torch itself reads the value on
+    the host there); under ``torch.func`` transforms and ``torch.compile`` it is skipped.
+    """
     if isinstance(spread, (int, float)) and not isinstance(spread, bool):
         if spread < 0:
             raise ValueError(f"{name} has negative entry/entries")
         return torch.full((), float(spread), dtype=input.dtype, device=input.device)
-    if not _traced(spread) and bool(torch.any(spread < 0)):
-        raise ValueError(f"{name} has negative entry/entries")
+    if not _traced(spread):
+        if spread.device.type == "cpu":
+            if bool(torch.any(spread < 0)):
+                raise ValueError(f"{name} has negative entry/entries")
+        else:
+            torch._assert_async(torch.all(spread >= 0) | torch.any(spread != spread), f"{name} has negative entry/entries")
     if spread.size() != input.size():
         if input.size()[:-1] == spread.size():  # homoscedastic: one fewer dim
             spread = torch.unsqueeze(spread, -1)
@@ -581,14 +604,16 @@ def gaussian_nll_loss(
 
     torch's signature and rules: ``var`` like the input (heteroscedastic), with one fewer dim or
     one dim of size 1 (homoscedastic), or a number; negative entries raise ``ValueError``.
-    Saves the residual and ``var`` (torch keeps three element-sized tensors).
+    Derivatives :math:`(x - y)/v` and :math:`\tfrac12(1/v - (x - y)^2/v^2)` for ``var``.
+    Saves the residual and ``var`` (8 B per float32 element; torch keeps three element-sized
+    tensors).
     """
     var = _spread_argument("var", input, var)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(reduction + " is not valid")
     input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _regression.GaussianNLLFunction.apply(input, target, var, bool(full), float(eps), red)[0]
+    return _apply(_regression._RegressionFunction, _regression._Regression, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)[0]
 
 
 def laplace_nll_loss(
@@ -603,15 +628,16 @@ def laplace_nll_loss(
     (:math:`+ \log 2` with ``full``), :math:`b = \max(\text{scale}, \text{eps})` with no gradient
     through the clamp. Its minimiser in :math:`x` is the conditional median.
 
-    Same signature and ``scale`` rules as :func:`gaussian_nll_loss`'s ``var``.
-    Saves the residual and ``scale``.
+    Same signature and ``scale`` rules as :func:`gaussian_nll_loss`'s ``var``. Derivatives
+    :math:`\mathrm{sgn}(x - y)/b` and :math:`(1 - |x - y|/b)/b` for ``scale``. Saves the residual
+    and ``scale`` (8 B per float32 element).
     """
     scale = _spread_argument("scale", input, scale)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(reduction + " is not valid")
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _regression.LaplaceNLLFunction.apply(input, target, scale, bool(full), float(eps), red)[0]
+    return _apply(_regression._RegressionFunction, _regression._Regression, input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)[0]
 
 
 # --------------------------------------------------------------------------------------

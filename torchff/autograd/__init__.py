@@ -4,14 +4,11 @@ from torchff.autograd.rectifier import LeakyReLUInplaceFunction, ReLUFunction, R
 from torchff.autograd import step as _step  # noqa: F401  (private Functions: cached below too)
 from torchff.autograd import maxout as _maxout  # noqa: F401  (likewise)
 from torchff.autograd import linear_cross_entropy as _linear_cross_entropy  # noqa: F401  (likewise)
+from torchff.autograd import regression as _regression  # noqa: F401  (likewise)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
 from torchff.autograd.losses import (
     BCEWithLogitsFunction,
-    GaussianNLLFunction,
-    L1LossFunction,
-    LaplaceNLLFunction,
-    MSELossFunction,
     NLLLossFunction,
 )
 from torchff.autograd.perceptron import PerceptronLossFunction
@@ -28,10 +25,6 @@ __all__ = [
     "LogSoftmaxFunction",
     "BCEWithLogitsFunction",
     "NLLLossFunction",
-    "MSELossFunction",
-    "L1LossFunction",
-    "GaussianNLLFunction",
-    "LaplaceNLLFunction",
     # the perceptron and radial basis function features
     "PerceptronLossFunction",
     "RBFFunction",

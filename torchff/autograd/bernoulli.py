@@ -4,17 +4,26 @@ With a sigmoid output unit :math:`\hat y = \sigma(z)` and a target :math:`y \in 
 maximum likelihood gives, written through softplus :math:`\zeta(x) = \log(1 + e^x)`,
 
 .. math:: J = -y \log \sigma(z) - (1 - y) \log \sigma(-z) = (1 - y)\, z + \zeta(-z)
-            = \max(z, 0) - y z + \log\big(1 + e^{-|z|}\big),
+            = (1 - y)\max(z, 0) + y \max(-z, 0) + \log\big(1 + e^{-|z|}\big),
 
 so :math:`\partial J / \partial z = \sigma(z) - y`: the log undoes the sigmoid's exponent and the
 gradient stays close to 1 when the answer is confidently wrong (:math:`y = 1`, :math:`z \ll 0`),
-where :math:`\sigma` followed by a squared error saturates.
+where :math:`\sigma` followed by a squared error saturates. Each of the three terms of the last
+form is non-negative for :math:`y \in [0, 1]`, so nothing cancels for large logits, and an
+infinite logit gives an infinite loss where the target is not its limit (``z = inf`` with
+``y < 1``), as torch.
 
 torch's ``weight`` :math:`w` multiplies each element's loss and ``pos_weight`` :math:`\pi` the
-positive term: :math:`l = w\,[(1 - y) z + (1 + (\pi - 1) y)\, \zeta(-z)]`, with
-:math:`\partial l/\partial z = w\,[(1 + (\pi - 1) y)\, \sigma(z) - \pi y]` and
+positive term: with :math:`\lambda = 1 + (\pi - 1) y`,
+:math:`l = w\,[(1 - y)\max(z,0) + \pi y \max(-z,0) + \lambda \log(1 + e^{-|z|})]`,
+:math:`\partial l/\partial z = w\,[\lambda\, \sigma(z) - \pi y]` and
 :math:`\partial l/\partial y = w\,[(\pi - 1)\, \zeta(-z) - z]`. Neither weight is differentiable
-(as in torch). Reductions use torch's enum: 0 = ``'none'``, 1 = ``'mean'``, 2 = ``'sum'``.
+(as in torch). Reductions use torch's enum (:mod:`torchff.autograd._loss`).
+
+The loss elements come from one op, ``torch.ops.torchff.bce_with_logits``, and the gradients
+(input and target in one pass) from ``torchff::bce_with_logits_backward`` when grad mode is off;
+with grad mode on (double backward) the backward is the same formula in torch ops
+(:mod:`torchff.kernels.losses`).
 """
 
 from __future__ import annotations
@@ -23,136 +32,67 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd.regression import _out_of_place
+from torchff.autograd._loss import MEAN, reduce, sum_to
+from torchff.kernels import losses as _ops
 
 __all__ = ["BCEWithLogitsFunction"]
 
-from torchff.autograd._loss import MEAN, NONE
-from torchff.autograd._loss import compute_dtype as _opmath
-from torchff.autograd._loss import sum_to as _sum_to
 
-
-def _log1p_exp_neg_abs(z: Tensor, exact: bool) -> Tensor:
-    r""":math:`\log(1 + e^{-|z|})` in a fresh buffer, in :math:`[0, \log 2]`.
-
-    ``exact``: through ``log1p`` (full relative accuracy, slow on CPU). Otherwise as
-    :math:`-\log \sigma(|z|)` with torch's vectorized ``sigmoid`` and ``log`` (about 5x faster
-    on CPU); its absolute error is below the dtype's machine epsilon, which is all a sum of
-    these terms can resolve anyway.
-    """
-    a = z.abs()
-    if exact:
-        return a.neg_().exp_().log1p_()
-    return a.sigmoid_().log_().neg_()
-
-
-def _relu_minus_yz(z: Tensor, y: Tensor) -> Tensor:
-    r""":math:`\max(z, 0) - y z` (non-negative for y in [0, 1]) in a fresh buffer, as
-    :math:`z\,([z \ge 0] - y)`: one product, so an infinite logit gives torch's ``inf``
-    (:math:`z = \infty`, :math:`y < 1`) rather than :math:`\infty - \infty`."""
-    return torch.mul(z, torch.ge(z, 0).to(z.dtype).sub_(y))
-
-
-def _loss_elements(z: Tensor, y: Tensor, w: Tensor | None, pw: Tensor | None, exact: bool) -> Tensor:
-    """Per-element loss as ``max(z, 0) - y z + log1p(e^{-|z|}) [+ (pw - 1) y softplus(-z)]``, times w.
-
-    The first three terms are each arranged to be non-negative for y in [0, 1], so nothing
-    cancels, even for logits of 1e4.
-    """
-    out = _relu_minus_yz(z, y)
-    t = _log1p_exp_neg_abs(z, exact)
-    if pw is not None:  # (pw - 1) * y * softplus(-z), softplus(-z) = max(-z, 0) + log1p(e^{-|z|})
-        sp = torch.clamp_min(z.neg(), 0).add_(t)
-        out = out.add_(t).add_(sp.mul_(y).mul_(pw - 1))
+def _grads(ctx, grad: Tensor, need_z: bool, need_y: bool):
+    input, target, weight, pos_weight = ctx.saved_tensors
+    g = grad / ctx.count if ctx.reduction == MEAN else grad
+    if torch.is_grad_enabled():  # torch ops, differentiable (double backward)
+        gz, gy = _ops._bce_backward_composite(g, input, target, weight, pos_weight, need_z, need_y)
     else:
-        out = out.add_(t)
-    if w is not None:
-        out = out * w
-    return out
+        gz, gy = _ops.bce_with_logits_backward(g, input, target, weight, pos_weight, need_z, need_y)
+    return (sum_to(gz, input.shape) if need_z else None), (sum_to(gy, target.shape) if need_y else None)
 
 
-class BCEWithLogitsFunction(Function):
-    r"""Binary cross-entropy on logits, :math:`\max(z,0) - yz + \log(1 + e^{-|z|})`, with torch's
-    ``weight`` and ``pos_weight``; see the module docstring for the formulas.
+class _BCEWithLogits(Function):
+    r"""Binary cross-entropy on logits, :math:`(1-y)\max(z,0) + y\max(-z,0) + \log(1 + e^{-|z|})`,
+    with torch's ``weight`` and ``pos_weight``; see the module docstring for the formulas.
 
     ``forward(input, target, weight, pos_weight, reduction)``; the result has the target's dtype,
-    as torch's; 16-bit inputs are computed in float32. ``'none'`` computes each element with
-    ``log1p`` (full relative accuracy); ``'mean'`` and ``'sum'`` use the faster
-    :math:`-\log\sigma(|z|)` whose absolute error per element is below machine epsilon.
+    as torch's; 16-bit inputs are computed in float32.
 
     Backward: :math:`\partial J/\partial z = w\,[(1 + (\pi - 1) y)\,\sigma(z) - \pi y]` (just
-    :math:`\sigma(z) - y` without weights), from one fused ``sigmoid`` and in-place arithmetic.
+    :math:`\sigma(z) - y` without weights) and :math:`\partial J/\partial y = w\,[(\pi-1)\zeta(-z) - z]`,
+    both from one pass over the inputs. Forward mode: the same derivatives times the tangents.
 
-    Saved for backward: the logits and the target (and the weights), the inputs, as torch.
+    Saved for backward: the logits and the target (and the weights), the inputs, as torch
+    (8 bytes per float32 element).
     """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None, reduction: int):
-        dtype = _opmath(torch.promote_types(input.dtype, target.dtype))
-        z, y = input.to(dtype), target.to(dtype)
-        w = None if weight is None else weight.to(dtype)
-        pw = None if pos_weight is None else pos_weight.to(dtype)
-        if reduction == NONE:
-            return _loss_elements(z, y, w, pw, exact=True).to(target.dtype)
-        if w is None and pw is None:  # the sums of two non-negative parts
-            total = _relu_minus_yz(z, y).sum() - torch.abs(z).sigmoid_().log_().sum()
-            numel = z.numel()
-        else:
-            elements = _loss_elements(z, y, w, pw, exact=False)
-            total, numel = elements.sum(), elements.numel()
-        if reduction == MEAN:
-            total = total / numel
-        return total.to(target.dtype)
+        return reduce(_ops.bce_with_logits(input, target, weight, pos_weight), reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, target, weight, pos_weight, reduction = inputs
         ctx.reduction = reduction
+        ctx.count = input.numel()
         ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.save_for_forward(input, target, weight, pos_weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        gz, gy = _grads(ctx, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return gz, gy, None, None, None
+
+
+class BCEWithLogitsFunction(_BCEWithLogits):
+    __doc__ = _BCEWithLogits.__doc__
+
+    @staticmethod
+    def jvp(ctx, input_t, target_t, _weight_t, _pos_weight_t, _reduction):
         input, target, weight, pos_weight = ctx.saved_tensors
-        need_z, need_y = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        dtype = _opmath(torch.promote_types(input.dtype, target.dtype))
-        z, y = input.to(dtype), target.to(dtype)
-        w = None if weight is None else weight.to(dtype)
-        pw = None if pos_weight is None else pos_weight.to(dtype)
-        g = grad.to(dtype)
-        if ctx.reduction == MEAN:
-            numel = torch.broadcast_shapes(z.shape, *(t.shape for t in (w, pw) if t is not None)).numel()
-            g = g / numel
-        grad_z = grad_y = None
-        if _out_of_place(g):  # out-of-place, differentiable (double backward)
-            if need_z:
-                s = torch.sigmoid(z)
-                d = s - y if pw is None else (1 + (pw - 1) * y) * s - pw * y
-                grad_z = d * g if w is None else d * w * g
-            if need_y:
-                sp = torch.nn.functional.softplus(-z)
-                d = -z if pw is None else (pw - 1) * sp - z
-                grad_y = d * g if w is None else d * w * g
-        else:
-            if need_z:
-                s = torch.sigmoid(z)
-                if pw is None:
-                    s = s.sub_(y)
-                else:
-                    s = s.mul_((pw - 1).mul(y).add_(1)).sub_(pw * y)
-                if w is not None:
-                    s = s.mul_(w)
-                grad_z = s.mul_(g)
-            if need_y:
-                if pw is None:
-                    d = z.neg() if z is input else z.neg_()
-                else:
-                    sp = torch.clamp_min(z.neg(), 0).add_(_log1p_exp_neg_abs(z, exact=True))
-                    d = sp.mul_(pw - 1).sub_(z)
-                if w is not None:
-                    d = d.mul_(w)
-                grad_y = d.mul_(g)
-        grad_z = None if grad_z is None else _sum_to(grad_z, input.shape).to(input.dtype)
-        grad_y = None if grad_y is None else _sum_to(grad_y, target.shape).to(target.dtype)
-        return grad_z, grad_y, None, None, None
+        out = None
+        if input_t is not None:
+            out = _ops._bce_backward_composite(input_t, input, target, weight, pos_weight, True, False)[0]
+        if target_t is not None:
+            t = _ops._bce_backward_composite(target_t, input, target, weight, pos_weight, False, True)[1]
+            out = t if out is None else out + t
+        return reduce(out, ctx.reduction).to(target.dtype)

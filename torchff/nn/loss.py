@@ -113,7 +113,7 @@ class LaplaceNLLLoss(_Loss):
         >>> loss = LaplaceNLLLoss()
         >>> mu, b = torch.zeros(4, 2, requires_grad=True), torch.ones(4, 2, requires_grad=True)
         >>> loss(mu, torch.ones(4, 2), b)
-        tensor(1., grad_fn=<LaplaceNLLFunctionBackward>)
+        tensor(1., grad_fn=<_RegressionFunctionBackward>)
     """
 
     __constants__ = ["full", "eps", "reduction"]

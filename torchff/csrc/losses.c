@@ -1,0 +1,243 @@
+/*
+ * The elementwise losses (torch.ops.torchff.bce_with_logits / bce_with_logits_backward /
+ * regression / regression_backward) for contiguous CPU float32 and float64 arrays. Plain C, no
+ * Python or torch headers (torchff/kernels/losses.py calls these through torchff.kernels._c).
+ *
+ * Every array has the broadcast shape of the op's arguments (the caller expands and makes them
+ * contiguous), except an optional argument (weight, pos_weight, spread), which may be NULL, and
+ * the upstream gradient, which may be one element (a reduced loss: g_full = 0). The output
+ * arrays are offset per chunk by torchff.kernels._c.run; the other arrays are passed as base
+ * pointers and offset here by start = out - out0.
+ *
+ * BCE with logits, e = exp(-|z|), L = log1p(e), lw = 1 + (pw - 1) y:
+ *   loss    = w [(1 - y) max(z, 0) + pw y max(-z, 0) + lw L]     (every term >= 0 for y in [0, 1])
+ *   dl/dz   = w [lw s - pw y],        s = sigmoid(z) = z >= 0 ? 1 / (1 + e) : e / (1 + e)
+ *   dl/dy   = w [(pw - 1)(max(-z, 0) + L) - z]
+ * Regression on the residual d = x - y (kind 0 MSE, 1 L1, 2 Gaussian NLL, 3 Laplace NLL), with
+ * the spread a = weight (0, 1), var (2) or scale (3), v = max(a, eps) for 2 and 3:
+ *   0: w d^2                      dl/dd = 2 w d          dl/dw = d^2
+ *   1: w |d|                      dl/dd = w sgn(d)       dl/dw = |d|
+ *   2: (log v + d^2 / v + c) / 2  dl/dd = d / v          dl/dvar = (1/v - (d/v)^2) / 2
+ *   3: log b + |d| / b + c        dl/dd = sgn(d) / b     dl/dscale = (1 - |d|/b) / b
+ * sgn is torch.sign: 0 at 0, nan at nan (TORCHFF_SGN).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "torchff_api.h"
+
+/* torch.sign: -1, 0, 1, and nan for nan */
+
+/* exp(-a) for a >= 0 (or nan), float32, branch-free so that the loops vectorize:
+   a is held at 104 (exp(-104) rounds to 0), -a = k ln2 + f with k = round(-a log2(e)),
+   f = -a - k ln2 in two parts (Cody-Waite: k ln2_hi is exact), |f| <= ln2/2, e^f by its Taylor
+   polynomial to degree 7 (truncation below 1e-8 relative), 2^k as two exponent-field factors
+   so that results down to the subnormals are exact scalings. */
+static inline float torchff_exp_neg_f32(float a) {
+    const float ac = a > 104.0f ? 104.0f : a; /* exp(-104) rounds to 0; nan stays nan */
+    const float t = -ac * 1.44269504088896341f;
+    const float k = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+    const float f = (-ac - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * f + 1.0f / 720.0f;
+    p = p * f + 1.0f / 120.0f;
+    p = p * f + 1.0f / 24.0f;
+    p = p * f + 1.0f / 6.0f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    const int32_t ki = (int32_t)k, k1 = ki / 2, k2 = ki - k1;
+    union { int32_t i; float f; } s1, s2;
+    s1.i = (k1 + 127) << 23;
+    s2.i = (k2 + 127) << 23;
+    const float e = p * s1.f * s2.f;
+    return a != a ? a : e;
+}
+
+/* log(1 + u) for u in [0, 1], float32: 2 atanh(s), s = u / (2 + u) in [0, 1/3], by its series
+   to s^13 (truncation below 2e-8 relative; full relative accuracy for tiny u). */
+static inline float torchff_log1p_unit_f32(float u) {
+    const float s = u / (2.0f + u), s2 = s * s;
+    float p = 2.0f / 13.0f;
+    p = p * s2 + 2.0f / 11.0f;
+    p = p * s2 + 2.0f / 9.0f;
+    p = p * s2 + 2.0f / 7.0f;
+    p = p * s2 + 2.0f / 5.0f;
+    p = p * s2 + 2.0f / 3.0f;
+    p = p * s2 + 2.0f;
+    return s * p;
+}
+
+#define TORCHFF_SGN(T, d) ((d) != (d) ? (d) : (T)(((d) > (T)0) - ((d) < (T)0)))
+
+/* EXPN(a) = exp(-a) for a >= 0, LOG1PU(u) = log1p(u) for u in [0, 1]. Each loop body is an
+   always-inline function whose flags (weight given, gradient full, ...) are constants at its
+   call sites, so that every variant is a straight loop the compiler vectorizes. */
+#define TORCHFF_INLINE static inline __attribute__((always_inline))
+#define TORCHFF_LOSSES(T, SUFFIX, EXPN, LOG1PU, LOG, FABS)                                         \
+    TORCHFF_INLINE void bce_fwd_##SUFFIX(T *out, const T *z, const T *y, const T *w, const T *pw,  \
+                                         int64_t n, const int has_w, const int has_pw) {           \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T zv = z[i], yv = y[i], p = has_pw ? pw[i] : (T)1;                               \
+            const T L = LOG1PU(EXPN(FABS(zv)));                                                    \
+            const T rp = zv > (T)0 ? zv : (T)0, rn = zv < (T)0 ? -zv : (T)0;                       \
+            const T v = ((T)1 - yv) * rp + p * yv * rn + ((T)1 + (p - (T)1) * yv) * L;            \
+            out[i] = has_w ? w[i] * v : v;                                                         \
+        }                                                                                          \
+    }                                                                                              \
+    TORCHFF_API void torchff_bce_with_logits_##SUFFIX(T *out, const T *z, const T *y, const T *w,  \
+                                                      const T *pw, const T *out0, int64_t n) {     \
+        const int64_t s0 = out - out0;                                                             \
+        if (w) w += s0;                                                                            \
+        if (pw) pw += s0;                                                                          \
+        if (w && pw) bce_fwd_##SUFFIX(out, z, y, w, pw, n, 1, 1);                                  \
+        else if (w) bce_fwd_##SUFFIX(out, z, y, w, pw, n, 1, 0);                                   \
+        else if (pw) bce_fwd_##SUFFIX(out, z, y, w, pw, n, 0, 1);                                  \
+        else bce_fwd_##SUFFIX(out, z, y, w, pw, n, 0, 0);                                          \
+    }                                                                                              \
+    TORCHFF_INLINE void bce_dz_##SUFFIX(T *gz, const T *g, const T *z, const T *y, const T *w,     \
+                                        const T *pw, int64_t n, const int g_full, const int has_w, \
+                                        const int has_pw) {                                        \
+        const T g0 = g[0];                                                                         \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T zv = z[i], yv = y[i], p = has_pw ? pw[i] : (T)1;                               \
+            const T gw = (g_full ? g[i] : g0) * (has_w ? w[i] : (T)1);                             \
+            const T e = EXPN(FABS(zv)), r = (T)1 / ((T)1 + e);                                     \
+            const T s = zv >= (T)0 ? r : e * r;                                                    \
+            gz[i] = gw * (has_pw ? ((T)1 + (p - (T)1) * yv) * s - p * yv : s - yv);                \
+        }                                                                                          \
+    }                                                                                              \
+    TORCHFF_INLINE void bce_dy_##SUFFIX(T *gy, const T *g, const T *z, const T *w, const T *pw,    \
+                                        int64_t n, const int g_full) {                             \
+        const T g0 = g[0];                                                                         \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T zv = z[i], p = pw ? pw[i] : (T)1;                                              \
+            const T gw = (g_full ? g[i] : g0) * (w ? w[i] : (T)1);                                 \
+            const T rn = zv < (T)0 ? -zv : (T)0;                                                   \
+            gy[i] = gw * (pw ? (p - (T)1) * (rn + LOG1PU(EXPN(FABS(zv)))) - zv : -zv);             \
+        }                                                                                          \
+    }                                                                                              \
+    /* gz / gy: NULL when not wanted; first = the chunk's position in out0, the first wanted one */\
+    TORCHFF_API void torchff_bce_with_logits_backward_##SUFFIX(                                    \
+        const T *first, T *gz, T *gy, const T *g, int64_t g_full, const T *z, const T *y,          \
+        const T *w, const T *pw, const T *out0, int64_t n) {                                       \
+        const int64_t s0 = first - out0;                                                           \
+        z += s0;                                                                                   \
+        y += s0;                                                                                   \
+        if (g_full) g += s0;                                                                       \
+        if (w) w += s0;                                                                            \
+        if (pw) pw += s0;                                                                          \
+        if (gz) {                                                                                  \
+            gz += s0;                                                                              \
+            const int c = (g_full ? 4 : 0) | (w ? 2 : 0) | (pw ? 1 : 0);                           \
+            switch (c) {                                                                           \
+            case 0: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 0, 0); break;                        \
+            case 1: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 0, 1); break;                        \
+            case 2: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 1, 0); break;                        \
+            case 3: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 1, 1); break;                        \
+            case 4: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 0, 0); break;                        \
+            case 5: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 0, 1); break;                        \
+            case 6: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 1, 0); break;                        \
+            default: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 1, 1);                              \
+            }                                                                                      \
+        }                                                                                          \
+        if (gy) bce_dy_##SUFFIX(gy + s0, g, z, w, pw, n, (int)g_full);                             \
+    }                                                                                              \
+    TORCHFF_INLINE void reg_fwd_##SUFFIX(T *loss, T *res, const T *x, const T *y, const T *a,      \
+                                         T ep, T c, int64_t n, const int kind, const int has_a) {  \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T d = x[i] - y[i];                                                               \
+            res[i] = d;                                                                            \
+            if (kind <= 1) {                                                                       \
+                const T e = kind == 0 ? d * d : FABS(d);                                           \
+                loss[i] = has_a ? a[i] * e : e;                                                    \
+            } else {                                                                               \
+                const T v = a[i] < ep ? ep : a[i]; /* nan stays nan */                            \
+                loss[i] = kind == 2 ? (T)0.5 * (LOG(v) + d * d / v + c) : LOG(v) + FABS(d) / v + c; \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    TORCHFF_API void torchff_regression_##SUFFIX(T *loss, T *res, const T *x, const T *y,         \
+                                                 const T *a, int64_t kind, int64_t full,          \
+                                                 double eps, const T *out0, int64_t n) {           \
+        const int64_t s0 = loss - out0;                                                            \
+        if (a) a += s0;                                                                            \
+        const T ep = (T)eps;                                                                       \
+        switch (kind) {                                                                            \
+        case 0:                                                                                    \
+            if (a) reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 0, 1);                        \
+            else reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 0, 0);                          \
+            break;                                                                                 \
+        case 1:                                                                                    \
+            if (a) reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 1, 1);                        \
+            else reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 1, 0);                          \
+            break;                                                                                 \
+        case 2: /* + log(2 pi) */                                                                  \
+            reg_fwd_##SUFFIX(loss, res, x, y, a, ep, full ? (T)1.8378770664093453 : (T)0, n, 2, 1); \
+            break;                                                                                 \
+        default: /* + log 2 */                                                                     \
+            reg_fwd_##SUFFIX(loss, res, x, y, a, ep, full ? (T)0.69314718055994531 : (T)0, n, 3, 1); \
+        }                                                                                          \
+    }                                                                                              \
+    TORCHFF_INLINE void reg_bwd_##SUFFIX(T *gd, const T *g, const T *d, const T *a, T *ga, T ep,   \
+                                         int64_t n, const int kind, const int g_full,              \
+                                         const int has_a, const int has_ga) {                      \
+        const T g0 = g[0];                                                                         \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            const T gv = g_full ? g[i] : g0, dv = d[i];                                            \
+            if (kind <= 1) {                                                                       \
+                const T s = kind == 0 ? (T)2 * dv : TORCHFF_SGN(T, dv);                            \
+                gd[i] = has_a ? gv * a[i] * s : gv * s;                                            \
+                if (has_ga) ga[i] = gv * (kind == 0 ? dv * dv : FABS(dv));                         \
+            } else {                                                                               \
+                const T v = a[i] < ep ? ep : a[i];                                                 \
+                if (kind == 2) {                                                                   \
+                    const T q = dv / v;                                                            \
+                    gd[i] = gv * q;                                                                \
+                    if (has_ga) ga[i] = gv * ((T)0.5 * ((T)1 / v - q * q));                        \
+                } else {                                                                           \
+                    gd[i] = gv * (TORCHFF_SGN(T, dv) / v);                                         \
+                    if (has_ga) ga[i] = gv * (((T)1 - FABS(dv) / v) / v);                          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    /* gd is always written; ga (the spread's gradient) only when not NULL */                      \
+    TORCHFF_API void torchff_regression_backward_##SUFFIX(T *gd, const T *g, int64_t g_full,       \
+                                                          const T *d, const T *a, T *ga,           \
+                                                          int64_t kind, double eps, const T *out0, \
+                                                          int64_t n) {                             \
+        const int64_t s0 = gd - out0;                                                              \
+        d += s0;                                                                                   \
+        if (g_full) g += s0;                                                                       \
+        if (a) a += s0;                                                                            \
+        if (ga) ga += s0;                                                                          \
+        const T ep = (T)eps;                                                                       \
+        const int c = (g_full ? 4 : 0) | (a ? 2 : 0) | (ga ? 1 : 0);                               \
+        switch (kind * 8 + c) {                                                                    \
+        TORCHFF_REG_BWD_CASES(SUFFIX, 0)                                                           \
+        TORCHFF_REG_BWD_CASES(SUFFIX, 1)                                                           \
+        TORCHFF_REG_BWD_SPREAD(SUFFIX, 2)                                                          \
+        TORCHFF_REG_BWD_SPREAD(SUFFIX, 3)                                                          \
+        }                                                                                          \
+    }
+
+#define TORCHFF_REG_BWD_CALL(SUFFIX, K, C)                                                         \
+    case K * 8 + C:                                                                                \
+        reg_bwd_##SUFFIX(gd, g, d, a, ga, ep, n, K, (C) >> 2 & 1, (C) >> 1 & 1, (C) & 1);          \
+        break;
+/* MSE and L1: with or without a weight, its gradient or not */
+#define TORCHFF_REG_BWD_CASES(SUFFIX, K)                                                           \
+    TORCHFF_REG_BWD_CALL(SUFFIX, K, 0) TORCHFF_REG_BWD_CALL(SUFFIX, K, 2)                          \
+    TORCHFF_REG_BWD_CALL(SUFFIX, K, 3) TORCHFF_REG_BWD_CALL(SUFFIX, K, 4)                          \
+    TORCHFF_REG_BWD_CALL(SUFFIX, K, 6) TORCHFF_REG_BWD_CALL(SUFFIX, K, 7)
+/* Gaussian and Laplace: the spread is always there */
+#define TORCHFF_REG_BWD_SPREAD(SUFFIX, K)                                                          \
+    TORCHFF_REG_BWD_CALL(SUFFIX, K, 2) TORCHFF_REG_BWD_CALL(SUFFIX, K, 3)                          \
+    TORCHFF_REG_BWD_CALL(SUFFIX, K, 6) TORCHFF_REG_BWD_CALL(SUFFIX, K, 7)
+
+static inline double torchff_exp_neg_f64(double a) { return exp(-a); }
+
+TORCHFF_LOSSES(float, f32, torchff_exp_neg_f32, torchff_log1p_unit_f32, logf, fabsf)
+TORCHFF_LOSSES(double, f64, torchff_exp_neg_f64, log1p, log, fabs)

@@ -1,0 +1,441 @@
+r"""The elementwise losses as ``torchff::`` ops: binary cross-entropy on logits and the
+regression losses (MSE, L1, Gaussian and Laplace NLL), each one pass forward and one backward.
+
+* ``bce_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight) -> Tensor``:
+  the unreduced loss :math:`w\,[(1-y)\max(z,0) + \pi y \max(-z,0) + (1 + (\pi-1)y)\log(1+e^{-|z|})]`
+  in the target's dtype (torch's result dtype).
+* ``bce_with_logits_backward(Tensor grad, Tensor input, Tensor target, Tensor? weight,
+  Tensor? pos_weight, bool input_grad, bool target_grad) -> (Tensor, Tensor)``:
+  :math:`g\,w\,[(1+(\pi-1)y)\sigma(z) - \pi y]` in the input's dtype and
+  :math:`g\,w\,[(\pi-1)\zeta(-z) - z]` in the target's; a gradient not asked for is an empty
+  tensor.
+* ``regression(Tensor input, Tensor target, Tensor? spread, int kind, bool full, float eps)
+  -> (Tensor, Tensor)``: the unreduced loss and the residual :math:`d = x - y` (in the dtype of
+  ``input - target``). ``kind``: :data:`MSE` (:math:`a d^2`), :data:`L1` (:math:`a |d|`), with
+  ``spread`` the optional weight :math:`a`; :data:`GAUSSIAN`
+  (:math:`\tfrac12(\log v + d^2/v)`, :math:`+\tfrac12\log 2\pi` with ``full``) and
+  :data:`LAPLACE` (:math:`\log b + |d|/b`, :math:`+\log 2`), ``spread`` the variance / scale,
+  clamped at ``eps``.
+* ``regression_backward(Tensor grad, Tensor residual, Tensor? spread, int kind, float eps,
+  bool spread_grad) -> (Tensor, Tensor)``: the gradient with respect to the residual (its dtype)
+  and, with ``spread_grad``, to the spread (its dtype; at the clamped value, the clamp passes the
+  gradient through as torch's ``gaussian_nll_loss``), else an empty tensor.
+
+Every op broadcasts its tensor arguments (the upstream gradient included: a reduced loss passes
+a 0-d gradient, already divided for ``'mean'``); outputs have the broadcast shape and are
+contiguous. Arithmetic runs in float32 for float16 / bfloat16 and in the dtype otherwise.
+
+Implementations: the C loops of ``torchff/csrc/losses.c`` on CPU for float32 / float64 (float16
+and bfloat16 are computed in float32 by the same loops, as torch's CPU kernels do; inputs are
+expanded and made contiguous); the Triton kernels of :mod:`torchff.kernels.triton.losses` on
+CUDA for float32 / float16 / bfloat16; the composite of torch ops for every other device and
+dtype (complex residuals for ``l1_loss``). A vmap rule batches each op by broadcasting.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import torch
+from torch import Tensor
+
+from torchff.kernels import _c, define
+
+__all__ = [
+    "MSE",
+    "L1",
+    "GAUSSIAN",
+    "LAPLACE",
+    "bce_with_logits",
+    "bce_with_logits_backward",
+    "regression",
+    "regression_backward",
+]
+
+#: ``kind`` of :func:`regression`
+MSE, L1, GAUSSIAN, LAPLACE = 0, 1, 2, 3
+
+_HALF = (torch.float16, torch.bfloat16)
+_LOG_2PI = math.log(2 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+def _compute(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def _shape(*tensors: Tensor | None) -> torch.Size:
+    """The broadcast shape (``torch.broadcast_shapes`` only when the shapes differ: it costs
+    more than a small op's kernel)."""
+    shapes = [t.shape for t in tensors if t is not None and t.dim()]  # a 0-d tensor broadcasts to any
+    if not shapes:
+        return torch.Size(())
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    return torch.broadcast_shapes(*shapes)
+
+
+def _promote(*tensors: Tensor | None) -> torch.dtype:
+    dtype = None
+    for t in tensors:
+        if t is not None:
+            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def _real(dtype: torch.dtype) -> torch.dtype:
+    return dtype.to_real() if dtype.is_complex else dtype
+
+
+def _none_like(t: Tensor) -> Tensor:
+    """The placeholder for a gradient not asked for."""
+    return t.new_empty(0)
+
+
+# --------------------------------------------------------------------------------------
+# composite (every device; the reference the kernels are tested against)
+# --------------------------------------------------------------------------------------
+def _bce_elements(z: Tensor, y: Tensor, w: Tensor | None, pw: Tensor | None) -> Tensor:
+    L = torch.log1p(torch.exp(-z.abs()))
+    rp, rn = torch.clamp_min(z, 0), torch.clamp_min(-z, 0)
+    if pw is None:
+        out = (1 - y) * rp + y * rn + L
+    else:
+        out = (1 - y) * rp + pw * y * rn + (1 + (pw - 1) * y) * L
+    return out if w is None else out * w
+
+
+def _bce_composite(input, target, weight, pos_weight):
+    c = _compute(_promote(input, target, weight, pos_weight))
+    cast = [None if t is None else t.to(c) for t in (input, target, weight, pos_weight)]
+    out = _bce_elements(*cast)
+    return out.expand(_shape(input, target, weight, pos_weight)).to(target.dtype).contiguous()
+
+
+def _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad):
+    c = _compute(_promote(input, target, weight, pos_weight))
+    g, z, y = grad.to(c), input.to(c), target.to(c)
+    w = None if weight is None else weight.to(c)
+    pw = None if pos_weight is None else pos_weight.to(c)
+    gw = g if w is None else g * w
+    shape = _shape(grad, input, target, weight, pos_weight)
+    gz = gy = None
+    if input_grad:
+        s = torch.sigmoid(z)
+        d = s - y if pw is None else (1 + (pw - 1) * y) * s - pw * y
+        gz = (gw * d).expand(shape).to(input.dtype).contiguous()
+    if target_grad:
+        # softplus(-z) = max(-z, 0) + log1p(e^-|z|), exact (torch's softplus is linear beyond 20)
+        d = -z if pw is None else (pw - 1) * (torch.clamp_min(-z, 0) + torch.log1p(torch.exp(-z.abs()))) - z
+        gy = (gw * d).expand(shape).to(target.dtype).contiguous()
+    return (gz if gz is not None else _none_like(input)), (gy if gy is not None else _none_like(target))
+
+
+def _clamped(a: Tensor, eps: float) -> Tensor:
+    """``max(a, eps)``; where autograd records it, with derivative 1 everywhere (the value is the
+    clamp's, exactly): the clamp passes no gradient of its own, as in torch's
+    ``gaussian_nll_loss``, also for double backward and forward mode."""
+    v = torch.clamp_min(a, eps)
+    if torch.is_grad_enabled() and a.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(a):
+        v = v.detach() + (a - a.detach())
+    return v
+
+
+def _regression_elements(d: Tensor, a: Tensor | None, kind: int, full: bool, eps: float) -> Tensor:
+    if kind == MSE:
+        e = d * d if not d.is_complex() else (d * d.conj()).real
+        return e if a is None else e * a
+    if kind == L1:
+        e = d.abs()
+        return e if a is None else e * a
+    v = _clamped(a, eps)
+    if kind == GAUSSIAN:
+        e = torch.log(v) + d * d / v
+        if full:
+            e = e + _LOG_2PI
+        return 0.5 * e
+    e = torch.log(v) + d.abs() / v
+    return e + _LOG_2 if full else e
+
+
+def _regression_composite(input, target, spread, kind, full, eps):
+    res_dtype = _promote(input, target)
+    c = _compute(_promote(input, target, spread))
+    d = input.to(_compute(res_dtype)) - target.to(_compute(res_dtype))
+    a = None if spread is None else spread.to(_real(c))
+    shape = _shape(input, target, spread)
+    loss = _regression_elements(d.to(c) if not d.is_complex() else d, a, kind, full, eps)
+    out_dtype = _real(_promote(input, target, spread))
+    return loss.expand(shape).to(out_dtype).contiguous(), d.expand(shape).to(res_dtype).contiguous()
+
+
+def _regression_grads(g: Tensor, d: Tensor, a: Tensor | None, kind: int, eps: float, spread_grad: bool):
+    """``(dl/dd, dl/da)`` times ``g`` in torch ops (differentiable; the Functions' double backward)."""
+    ga = None
+    if kind in (MSE, L1):
+        s = 2 * d if kind == MSE else torch.sgn(d)
+        gd = g * s if a is None else g * a * s
+        if spread_grad:
+            ga = g * (d * d if kind == MSE else d.abs())
+        return gd, ga
+    v = _clamped(a, eps)
+    if kind == GAUSSIAN:
+        q = d / v
+        gd = g * q
+        if spread_grad:
+            ga = g * (0.5 * (1 / v - q * q))
+        return gd, ga
+    gd = g * (torch.sign(d) / v)
+    if spread_grad:
+        ga = g * ((1 - d.abs() / v) / v)
+    return gd, ga
+
+
+def _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad):
+    c = _compute(_promote(grad, residual, spread))
+    g = grad.to(_real(c))
+    d = residual.to(c) if not residual.is_complex() else residual
+    a = None if spread is None else spread.to(_real(c))
+    shape = _shape(grad, residual, spread)
+    gd, ga = _regression_grads(g, d, a, kind, eps, spread_grad)
+    gd = gd.expand(shape).to(residual.dtype).contiguous()
+    ga = ga.expand(shape).to(spread.dtype).contiguous() if ga is not None else _none_like(residual)
+    return gd, ga
+
+
+# --------------------------------------------------------------------------------------
+# fake (shapes and dtypes)
+# --------------------------------------------------------------------------------------
+def _bce_fake(input, target, weight, pos_weight):
+    return target.new_empty(_shape(input, target, weight, pos_weight))
+
+
+def _bce_backward_fake(grad, input, target, weight, pos_weight, input_grad, target_grad):
+    shape = _shape(grad, input, target, weight, pos_weight)
+    return (
+        input.new_empty(shape if input_grad else (0,)),
+        target.new_empty(shape if target_grad else (0,)),
+    )
+
+
+def _regression_fake(input, target, spread, kind, full, eps):
+    shape = _shape(input, target, spread)
+    res_dtype = _promote(input, target)
+    return input.new_empty(shape, dtype=_real(_promote(input, target, spread))), input.new_empty(shape, dtype=res_dtype)
+
+
+def _regression_backward_fake(grad, residual, spread, kind, eps, spread_grad):
+    shape = _shape(grad, residual, spread)
+    ga = spread.new_empty(shape) if spread_grad else residual.new_empty(0)
+    return residual.new_empty(shape), ga
+
+
+# --------------------------------------------------------------------------------------
+# CPU: the C loops
+# --------------------------------------------------------------------------------------
+_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+_C_BCE = _c.function("bce_with_logits", [_P, _P, _P, _P, _P, _P, _I])
+_C_BCE_BWD = _c.function("bce_with_logits_backward", [_P, _P, _P, _P, _I, _P, _P, _P, _P, _P, _I])
+_C_REG = _c.function("regression", [_P, _P, _P, _P, _P, _I, _I, _D, _P, _I])
+_C_REG_BWD = _c.function("regression_backward", [_P, _P, _I, _P, _P, _P, _I, _D, _P, _I])
+_C_DTYPES = (torch.float32, torch.float64)
+
+
+def _full(t: Tensor | None, shape, dtype) -> Tensor | None:
+    """``t`` expanded to ``shape``, contiguous, in ``dtype`` (no copy when it already is)."""
+    if t is None:
+        return None
+    if t.shape != shape:
+        t = t.expand(shape)
+    return t.to(dtype).contiguous()
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _grad_arg(grad: Tensor, shape, dtype) -> tuple[Tensor, int]:
+    """The upstream gradient as ``(array, g_full)``: one element for a reduced loss."""
+    if grad.numel() == 1 and math.prod(shape) != 1:
+        return grad.to(dtype).reshape(1).contiguous(), 0
+    return _full(grad, shape, dtype), 1
+
+
+def _bce_cpu(input, target, weight, pos_weight):
+    dtype = _compute(_promote(input, target, weight, pos_weight))
+    if dtype not in _C_DTYPES:
+        return _bce_composite(input, target, weight, pos_weight)
+    shape = _shape(input, target, weight, pos_weight)
+    z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
+    out = z.new_empty(shape)
+    if out.numel():
+        _c.run(_C_BCE[dtype], [out, z, y], (_ptr(w), _ptr(pw), out.data_ptr()))
+    return out.to(target.dtype)
+
+
+def _bce_backward_cpu(grad, input, target, weight, pos_weight, input_grad, target_grad):
+    dtype = _compute(_promote(grad, input, target, weight, pos_weight))
+    if dtype not in _C_DTYPES:
+        return _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad)
+    shape = _shape(grad, input, target, weight, pos_weight)
+    z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
+    g, g_full = _grad_arg(grad, shape, dtype)
+    gz = z.new_empty(shape) if input_grad else None
+    gy = z.new_empty(shape) if target_grad else None
+    first = gz if gz is not None else gy
+    if first is not None and first.numel():
+        _c.run(
+            _C_BCE_BWD[dtype],
+            [first],
+            (_ptr(gz), _ptr(gy), g.data_ptr(), g_full, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw), first.data_ptr()),
+        )
+    return (
+        gz.to(input.dtype) if gz is not None else _none_like(input),
+        gy.to(target.dtype) if gy is not None else _none_like(target),
+    )
+
+
+def _regression_cpu(input, target, spread, kind, full, eps):
+    res_dtype = _promote(input, target)
+    out_dtype = _promote(input, target, spread)
+    dtype = _compute(out_dtype)
+    if dtype not in _C_DTYPES or _compute(res_dtype) != dtype:
+        return _regression_composite(input, target, spread, kind, full, eps)
+    shape = _shape(input, target, spread)
+    x, y, a = (_full(t, shape, dtype) for t in (input, target, spread))
+    loss, res = x.new_empty(shape), x.new_empty(shape)
+    if loss.numel():
+        _c.run(_C_REG[dtype], [loss, res, x, y], (_ptr(a), kind, int(full), eps, loss.data_ptr()))
+    return loss.to(out_dtype), res.to(res_dtype)
+
+
+def _regression_backward_cpu(grad, residual, spread, kind, eps, spread_grad):
+    dtype = _compute(_promote(grad, residual, spread))
+    if dtype not in _C_DTYPES or _compute(residual.dtype) != dtype:
+        return _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad)
+    shape = _shape(grad, residual, spread)
+    d, a = _full(residual, shape, dtype), _full(spread, shape, dtype)
+    g, g_full = _grad_arg(grad, shape, dtype)
+    gd = d.new_empty(shape)
+    ga = d.new_empty(shape) if spread_grad else None
+    if gd.numel():
+        _c.run(_C_REG_BWD[dtype], [gd], (g.data_ptr(), g_full, d.data_ptr(), _ptr(a), _ptr(ga), kind, eps, gd.data_ptr()))
+    return gd.to(residual.dtype), (ga.to(spread.dtype) if ga is not None else _none_like(residual))
+
+
+# --------------------------------------------------------------------------------------
+# CUDA: the Triton kernels
+# --------------------------------------------------------------------------------------
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _triton_ok(*tensors: Tensor | None) -> bool:
+    return all(t is None or t.dtype in _TRITON_DTYPES for t in tensors)
+
+
+def _bce_cuda(input, target, weight, pos_weight):
+    if not _triton_ok(input, target, weight, pos_weight):
+        return _bce_composite(input, target, weight, pos_weight)
+    from torchff.kernels.triton import losses as kernels
+
+    return kernels.bce_with_logits(input, target, weight, pos_weight)
+
+
+def _bce_backward_cuda(grad, input, target, weight, pos_weight, input_grad, target_grad):
+    if not _triton_ok(grad, input, target, weight, pos_weight):
+        return _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad)
+    from torchff.kernels.triton import losses as kernels
+
+    return kernels.bce_with_logits_backward(grad, input, target, weight, pos_weight, input_grad, target_grad)
+
+
+def _regression_cuda(input, target, spread, kind, full, eps):
+    if not _triton_ok(input, target, spread):
+        return _regression_composite(input, target, spread, kind, full, eps)
+    from torchff.kernels.triton import losses as kernels
+
+    return kernels.regression(input, target, spread, kind, full, eps)
+
+
+def _regression_backward_cuda(grad, residual, spread, kind, eps, spread_grad):
+    if not _triton_ok(grad, residual, spread):
+        return _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad)
+    from torchff.kernels.triton import losses as kernels
+
+    return kernels.regression_backward(grad, residual, spread, kind, eps, spread_grad)
+
+
+# --------------------------------------------------------------------------------------
+# vmap: every op broadcasts, so the batch dim goes in front of the broadcast shape
+# --------------------------------------------------------------------------------------
+def _broadcast_vmap(op, placeholders=()):
+    """A vmap rule for an op broadcasting its tensor arguments: each batched argument gets its
+    batch dim at 0 and 1s up to the widest logical rank, so that torch's right-aligned
+    broadcasting lines the batch up; unbatched ones pass as they are. ``placeholders`` maps an
+    output index to the position of the bool argument that asks for it (an empty, unbatched
+    tensor when false)."""
+
+    def rule(info, in_dims, *args):
+        rank = max(
+            (a.dim() - (d is not None) for a, d in zip(args, in_dims) if isinstance(a, Tensor)),
+            default=0,
+        )
+        moved = []
+        for a, d in zip(args, in_dims):
+            if isinstance(a, Tensor) and d is not None:
+                a = a.movedim(d, 0)
+                a = a.reshape(a.shape[0], *([1] * (rank + 1 - a.dim())), *a.shape[1:])
+            moved.append(a)
+        out = op(*moved)
+        dims = tuple(None if i in placeholders and not args[placeholders[i]] else 0 for i in range(len(out)))
+        return out, dims
+
+    return rule
+
+
+def _single_output(op):
+    rule = _broadcast_vmap(lambda *a: (op(*a),))
+
+    def single(info, in_dims, *args):
+        (out,), (dim,) = rule(info, in_dims, *args)
+        return out, dim
+
+    return single
+
+
+bce_with_logits = define(
+    "bce_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight) -> Tensor",
+    composite=_bce_composite,
+    fake=_bce_fake,
+    cpu=_bce_cpu if _C_BCE is not None else None,
+    cuda=_bce_cuda,
+    vmap=_single_output(lambda *a: bce_with_logits(*a)),
+)
+bce_with_logits_backward = define(
+    "bce_with_logits_backward(Tensor grad, Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, "
+    "bool input_grad, bool target_grad) -> (Tensor, Tensor)",
+    composite=_bce_backward_composite,
+    fake=_bce_backward_fake,
+    cpu=_bce_backward_cpu if _C_BCE_BWD is not None else None,
+    cuda=_bce_backward_cuda,
+    vmap=_broadcast_vmap(lambda *a: bce_with_logits_backward(*a), {0: 5, 1: 6}),
+)
+regression = define(
+    "regression(Tensor input, Tensor target, Tensor? spread, int kind, bool full, float eps) -> (Tensor, Tensor)",
+    composite=_regression_composite,
+    fake=_regression_fake,
+    cpu=_regression_cpu if _C_REG is not None else None,
+    cuda=_regression_cuda,
+    vmap=_broadcast_vmap(lambda *a: regression(*a)),
+)
+regression_backward = define(
+    "regression_backward(Tensor grad, Tensor residual, Tensor? spread, int kind, float eps, bool spread_grad) "
+    "-> (Tensor, Tensor)",
+    composite=_regression_backward_composite,
+    fake=_regression_backward_fake,
+    cpu=_regression_backward_cpu if _C_REG_BWD is not None else None,
+    cuda=_regression_backward_cuda,
+    vmap=_broadcast_vmap(lambda *a: regression_backward(*a), {1: 5}),
+)
