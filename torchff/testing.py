@@ -7,6 +7,12 @@ of its own Functions:
 * ``torch.autograd.gradgradcheck`` in float64, or a check that double backward raises
   a clear error when the Function states it is unsupported,
 * parity of values and gradients against a reference callable, in the inputs' own dtypes,
+* batched gradients: ``gradcheck(check_batched_grad=True)``, ``autograd.grad(is_grads_batched=True)``
+  and ``autograd.functional.jacobian(vectorize=True)`` against one cotangent at a time,
+* forward mode: ``gradcheck(check_forward_ad=True)``, ``torch.func.jvp`` against the reverse-mode
+  Jacobian, batched forward mode (``check_batched_forward_grad=True``, ``torch.func.jacfwd``) and
+  forward-over-reverse (``gradgradcheck(check_fwd_over_rev=True)``); each left out only with a
+  declared reason (``check(..., unsupported={"forward_ad": "why"})``),
 * ``torch.func.vmap`` and ``torch.func.jacrev`` agreement with the eager result,
 * ``torch.compile(fullgraph=True)`` agreement (no graph break allowed),
 * the bytes saved for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch.autograd.gradcheck import GradcheckError
@@ -37,8 +43,16 @@ from torch.utils._pytree import tree_flatten
 __all__ = [
     "CheckReport",
     "SavedTensors",
+    "BATCHED_FORWARD_GRAD_WAYS",
+    "BATCHED_GRAD_WAYS",
+    "DOUBLE_BACKWARD_UNSUPPORTED",
+    "FORWARD_AD_WAYS",
+    "OPTIONAL_CHECKS",
     "check",
+    "check_batched_forward_grad",
+    "check_batched_grad",
     "check_compile",
+    "check_forward_ad",
     "check_gradcheck",
     "check_gradgradcheck",
     "check_parity",
@@ -203,11 +217,14 @@ def check_gradcheck(fn: Callable, *inputs: Any, **gradcheck_kwargs: Any) -> None
 
 
 # What double backward raises where it is unsupported by design: ``@once_differentiable``'s error
-# node, and autograd's not-implemented derivative (a backward op with no derivative of its own).
+# node, autograd's not-implemented derivative (a backward op with no derivative of its own), and
+# torchff's declared refusal ("<op> does not support double backward", raised by the first backward
+# when it is asked for a graph).
 # Any other error (a shape bug, a dtype mismatch in the second pass) is a failure, not "unsupported".
 DOUBLE_BACKWARD_UNSUPPORTED = re.compile(
     r"trying to differentiate twice a function that was marked with @once_differentiable"
     r"|derivative for '?[\w.:]+'? is not implemented"
+    r"|does not support double backward"  # torchff's own refusal (linear_cross_entropy)
 )
 
 
@@ -232,11 +249,13 @@ def check_gradgradcheck(fn: Callable, *inputs: Any, supported: bool = True, **kw
     diff = [t for t in x64 if isinstance(t, torch.Tensor) and t.requires_grad]
     # cotangents that require grad, as gradgradcheck's: the first backward is then differentiable
     cots = [torch.randn_like(o).requires_grad_() for o in outs]
-    gs = torch.autograd.grad(outs, diff, cots, create_graph=True, allow_unused=True)
-    connected = [g for g in gs if g is not None and g.requires_grad]
-    if not connected:
-        raise AssertionError("double backward is silently disconnected (first-order gradients do not require grad)")
     try:
+        gs = torch.autograd.grad(outs, diff, cots, create_graph=True, allow_unused=True)
+        connected = [g for g in gs if g is not None and g.requires_grad]
+        if not connected:
+            raise AssertionError(
+                "double backward is silently disconnected (first-order gradients do not require grad)"
+            )
         # backward() walks the whole graph, so it also reaches once_differentiable's error node
         sum(g.sum() for g in connected).backward()
     except RuntimeError as e:
@@ -348,6 +367,172 @@ def check_vmap(fn: Callable, *inputs: Any, in_dims: Any = None, jacrev: bool = T
         _assert_close(f"jacrev w.r.t. argument {argnums[i]}", a, b, 1e-10, 1e-12)
 
 
+# --------------------------------------------------------------------------------------
+# batched gradients and forward mode
+# --------------------------------------------------------------------------------------
+def _float64_leaves(inputs: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """float64 copies of the inputs, and the positions of the ones to differentiate."""
+    x64 = _fresh(inputs, torch.float64)
+    argnums = [i for i, t in enumerate(x64) if _is_float(t) and t.requires_grad]
+    return x64, argnums
+
+
+def _outputs_of(fn: Callable, x64: list[Any], argnums: list[int]) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """``fn`` as a function of its differentiable inputs only, returning its floating outputs."""
+
+    def f(*diff):
+        args = list(x64)
+        for i, d in zip(argnums, diff):
+            args[i] = d
+        return tuple(_float_outputs(fn(*args)))
+
+    return f
+
+
+def _transform_failed(what: str, e: BaseException) -> AssertionError:
+    return AssertionError(f"{what} failed: {type(e).__name__}: {e}")
+
+
+BATCHED_GRAD_WAYS = ("gradcheck", "is_grads_batched", "jacobian")
+FORWARD_AD_WAYS = ("gradcheck", "jvp")
+BATCHED_FORWARD_GRAD_WAYS = ("gradcheck", "jacfwd")
+
+
+def check_batched_grad(fn: Callable, *inputs: Any, ways: Sequence[str] = BATCHED_GRAD_WAYS,
+                       **gradcheck_kwargs: Any) -> None:
+    """The backward of ``fn`` under ``vmap``: a batch of cotangents at once equals one at a time.
+
+    In float64, each of ``ways``:
+
+    * ``"gradcheck"``: ``torch.autograd.gradcheck(check_batched_grad=True)``;
+    * ``"is_grads_batched"``: ``torch.autograd.grad(..., is_grads_batched=True)`` with 3 random
+      cotangents per output, against 3 separate ``torch.autograd.grad`` calls;
+    * ``"jacobian"``: ``torch.autograd.functional.jacobian(vectorize=True)`` against
+      ``vectorize=False`` (every floating output, every differentiable input).
+
+    A backward that takes an in-place or ``out=`` path when grad mode is off (as it is under
+    these transforms, with a batched incoming gradient) fails here.
+    """
+    unknown = set(ways) - set(BATCHED_GRAD_WAYS)
+    if unknown:
+        raise ValueError(f"unknown ways {sorted(unknown)}; known: {BATCHED_GRAD_WAYS}")
+    if "gradcheck" in ways:
+        try:
+            check_gradcheck(fn, *inputs, **{**gradcheck_kwargs, "check_batched_grad": True})
+        except AssertionError as e:
+            raise AssertionError(f"batched gradients (check_batched_grad=True): {e}") from None
+    x64, argnums = _float64_leaves(inputs)
+    if not argnums:
+        return
+    if "is_grads_batched" in ways:
+        diff = [x64[i] for i in argnums]
+        outs = [o for o in _float_outputs(fn(*x64)) if o.requires_grad]
+        gen = torch.Generator().manual_seed(2)
+        cots = [torch.randn((3, *o.shape), generator=gen, dtype=o.dtype) for o in outs]
+        try:
+            got = torch.autograd.grad(outs, diff, cots, retain_graph=True, allow_unused=True,
+                                      materialize_grads=True, is_grads_batched=True)
+        except (RuntimeError, NotImplementedError) as e:
+            raise _transform_failed("autograd.grad(is_grads_batched=True)", e) from None
+        loop = [torch.autograd.grad(outs, diff, [c[k] for c in cots], retain_graph=True, allow_unused=True,
+                                    materialize_grads=True) for k in range(3)]
+        for j, (i, g) in enumerate(zip(argnums, got)):
+            want = torch.stack([lk[j] for lk in loop])
+            _assert_close(f"is_grads_batched=True gradient w.r.t. argument {i}", g, want, 1e-10, 1e-12)
+    if "jacobian" in ways:
+        f = _outputs_of(fn, x64, argnums)
+        diff = tuple(x64[i].detach() for i in argnums)
+        want = torch.autograd.functional.jacobian(f, diff)
+        try:
+            got = torch.autograd.functional.jacobian(f, diff, vectorize=True)
+        except (RuntimeError, NotImplementedError) as e:
+            raise _transform_failed("autograd.functional.jacobian(vectorize=True)", e) from None
+        for j, (go, wo) in enumerate(zip(got, want)):
+            for i, g, w in zip(argnums, go, wo):
+                _assert_close(f"jacobian(vectorize=True) of output {j} w.r.t. argument {i}", g, w, 1e-10, 1e-12)
+
+
+def _reverse_jacobians(fn: Callable, x64: list[Any], argnums: list[int]):
+    f = _outputs_of(fn, x64, argnums)
+    return torch.autograd.functional.jacobian(f, tuple(x64[i].detach() for i in argnums))
+
+
+def check_forward_ad(fn: Callable, *inputs: Any, ways: Sequence[str] = FORWARD_AD_WAYS,
+                     **gradcheck_kwargs: Any) -> None:
+    """Forward-mode AD of ``fn`` (its ``jvp``) is right, in float64. Each of ``ways``:
+
+    * ``"gradcheck"``: ``torch.autograd.gradcheck(check_forward_ad=True)`` (dual numbers of
+      ``torch.autograd.forward_ad`` against finite differences, undefined tangents included);
+    * ``"jvp"``: ``torch.func.jvp`` with random tangents equals the reverse-mode Jacobian times
+      them (the tangents are functorch-wrapped tensors there, as under ``jacfwd``/``hessian``).
+
+    A Function without a ``jvp`` fails with the ``NotImplementedError`` autograd raises.
+    """
+    unknown = set(ways) - set(FORWARD_AD_WAYS)
+    if unknown:
+        raise ValueError(f"unknown ways {sorted(unknown)}; known: {FORWARD_AD_WAYS}")
+    if "gradcheck" in ways:
+        kw = {**gradcheck_kwargs, "check_forward_ad": True, "check_backward_ad": False, "check_batched_grad": False}
+        try:
+            check_gradcheck(fn, *inputs, **kw)
+        except NotImplementedError as e:
+            raise _transform_failed("forward mode (check_forward_ad=True)", e) from None
+        except AssertionError as e:
+            raise AssertionError(f"forward mode (check_forward_ad=True): {e}") from None
+    if "jvp" in ways:
+        x64, argnums = _float64_leaves(inputs)
+        if not argnums:
+            return
+        f = _outputs_of(fn, x64, argnums)
+        primals = tuple(x64[i].detach() for i in argnums)
+        gen = torch.Generator().manual_seed(3)
+        tangents = tuple(torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in primals)
+        try:
+            _, got = torch.func.jvp(f, primals, tangents)
+        except (RuntimeError, NotImplementedError) as e:
+            raise _transform_failed("torch.func.jvp", e) from None
+        jac = _reverse_jacobians(fn, x64, argnums)
+        for j, (g, jo) in enumerate(zip(got, jac)):
+            want = sum((jij.reshape(g.numel(), -1) @ t.reshape(-1)).reshape(g.shape) for jij, t in zip(jo, tangents))
+            _assert_close(f"torch.func.jvp tangent of output {j}", g, want, 1e-10, 1e-12)
+
+
+def check_batched_forward_grad(fn: Callable, *inputs: Any, ways: Sequence[str] = BATCHED_FORWARD_GRAD_WAYS,
+                               **gradcheck_kwargs: Any) -> None:
+    """Forward mode under ``vmap`` (a batch of tangents at once), in float64. Each of ``ways``:
+
+    * ``"gradcheck"``: ``torch.autograd.gradcheck(check_forward_ad=True, check_batched_forward_grad=True)``;
+    * ``"jacfwd"``: ``torch.func.jacfwd`` equals the reverse-mode Jacobian (every floating output,
+      every differentiable input).
+    """
+    unknown = set(ways) - set(BATCHED_FORWARD_GRAD_WAYS)
+    if unknown:
+        raise ValueError(f"unknown ways {sorted(unknown)}; known: {BATCHED_FORWARD_GRAD_WAYS}")
+    if "gradcheck" in ways:
+        kw = {**gradcheck_kwargs, "check_forward_ad": True, "check_batched_forward_grad": True,
+              "check_backward_ad": False, "check_batched_grad": False}
+        try:
+            check_gradcheck(fn, *inputs, **kw)
+        except NotImplementedError as e:
+            raise _transform_failed("batched forward mode (check_batched_forward_grad=True)", e) from None
+        except AssertionError as e:
+            raise AssertionError(f"batched forward mode (check_batched_forward_grad=True): {e}") from None
+    if "jacfwd" in ways:
+        x64, argnums = _float64_leaves(inputs)
+        if not argnums:
+            return
+        f = _outputs_of(fn, x64, argnums)
+        primals = tuple(x64[i].detach() for i in argnums)
+        try:
+            got = torch.func.jacfwd(f, argnums=tuple(range(len(primals))))(*primals)
+        except (RuntimeError, NotImplementedError) as e:
+            raise _transform_failed("torch.func.jacfwd", e) from None
+        want = _reverse_jacobians(fn, x64, argnums)
+        for j, (go, wo) in enumerate(zip(got, want)):
+            for i, g, w in zip(argnums, go, wo):
+                _assert_close(f"jacfwd of output {j} w.r.t. argument {i}", g, w, 1e-10, 1e-12)
+
+
 def check_compile(fn: Callable, *inputs: Any, backend: str = "aot_eager", check_grads: bool = True) -> None:
     """``torch.compile(fn, fullgraph=True)`` gives the eager values and gradients.
 
@@ -391,6 +576,7 @@ class CheckReport:
     reference_saved: SavedTensors | None
     inputs: list[Any] = field(default_factory=list, repr=False)
     outputs: list[torch.Tensor] = field(default_factory=list, repr=False)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def saved_bytes(self) -> int:
@@ -428,6 +614,26 @@ def check_saved_bytes(
     return saved, outs
 
 
+# what ``check(unsupported=...)`` may leave out, each only with a reason; leaving out forward mode
+# leaves out what builds on it
+OPTIONAL_CHECKS = ("batched_grad", "forward_ad", "batched_forward_grad", "fwd_over_rev")
+_IMPLIED = {"forward_ad": ("batched_forward_grad", "fwd_over_rev")}
+
+
+def _declared(unsupported: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, reason in (unsupported or {}).items():
+        if name not in OPTIONAL_CHECKS:
+            raise ValueError(f"unsupported: unknown check {name!r}; known: {OPTIONAL_CHECKS}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"unsupported[{name!r}]: give the reason as a non-empty string, got {reason!r}")
+        out[name] = reason
+    for name in list(out):
+        for implied in _IMPLIED.get(name, ()):
+            out.setdefault(implied, f"needs {name}, declared unsupported: {out[name]}")
+    return out
+
+
 def check(
     fn: Callable,
     *inputs: Any,
@@ -443,6 +649,7 @@ def check(
     gradcheck_kwargs: dict | None = None,
     saved_bytes: int | None = None,
     saved_bytes_beyond_outputs: int | None = None,
+    unsupported: Mapping[str, str] | None = None,
 ) -> CheckReport:
     """Run every check on ``fn(*inputs)``; raise ``AssertionError`` on the first failure.
 
@@ -451,20 +658,67 @@ def check(
         inputs: its arguments; floating tensors with ``requires_grad=True`` are the ones
             differentiated. Use points away from kinks for gradcheck.
         reference: a callable computing the same thing (torch's op); parity is skipped without one.
+        gradcheck: ``False`` where the backward is deliberately not the derivative (a
+            straight-through estimator): the finite-difference comparisons are left out, the
+            consistency checks (batched against unbatched, forward against reverse) still run.
         gradgrad: ``True`` to run gradgradcheck, ``False`` to assert double backward raises,
             ``None`` to skip.
         compile_backend: ``"aot_eager"`` (fast, checks tracing through autograd) or ``"inductor"``.
         saved_bytes: if given, the exact number of bytes ``fn`` must save for backward (on
             ``inputs`` as given: their dtype and shape), de-duplicated by storage.
         saved_bytes_beyond_outputs: the same, not counting the outputs' own storage.
+        unsupported: checks to leave out, each with the reason, e.g.
+            ``{"forward_ad": "torch's op has no forward-mode formula either"}``. Names:
+            :data:`OPTIONAL_CHECKS`. They all run by default:
+
+            * ``batched_grad``: :func:`check_batched_grad` (``gradcheck(check_batched_grad=True)``,
+              ``autograd.grad(is_grads_batched=True)``, ``jacobian(vectorize=True)``), and
+              ``gradgradcheck(check_batched_grad=True)`` where ``gradgrad`` is ``True``;
+            * ``forward_ad``: :func:`check_forward_ad` (``gradcheck(check_forward_ad=True)``,
+              ``torch.func.jvp``); leaving it out leaves out the next two;
+            * ``batched_forward_grad``: :func:`check_batched_forward_grad`
+              (``gradcheck(check_batched_forward_grad=True)``, ``torch.func.jacfwd``);
+            * ``fwd_over_rev``: ``gradgradcheck(check_fwd_over_rev=True)`` (what
+              ``torch.func.hessian`` needs), where ``gradgrad`` is ``True``.
+
+    The report's ``skipped`` maps each check left out to its reason.
     """
+    skipped = _declared(unsupported)
+    gkw = dict(gradcheck_kwargs or {})
     ran: list[str] = []
     if gradcheck:
-        check_gradcheck(fn, *inputs, **(gradcheck_kwargs or {}))
+        check_gradcheck(fn, *inputs, **gkw)
         ran.append("gradcheck")
+    if "batched_grad" not in skipped:
+        ways = BATCHED_GRAD_WAYS if gradcheck else tuple(w for w in BATCHED_GRAD_WAYS if w != "gradcheck")
+        check_batched_grad(fn, *inputs, ways=ways, **gkw)
+        ran.append("batched-grad")
+    if "forward_ad" not in skipped:
+        ways = FORWARD_AD_WAYS if gradcheck else tuple(w for w in FORWARD_AD_WAYS if w != "gradcheck")
+        check_forward_ad(fn, *inputs, ways=ways, **gkw)
+        ran.append("forward-ad")
+    if "batched_forward_grad" not in skipped:
+        ways = BATCHED_FORWARD_GRAD_WAYS if gradcheck else ("jacfwd",)
+        check_batched_forward_grad(fn, *inputs, ways=ways, **gkw)
+        ran.append("batched-forward-grad")
     if gradgrad is not None:
-        check_gradgradcheck(fn, *inputs, supported=gradgrad, **(gradcheck_kwargs or {}))
+        check_gradgradcheck(fn, *inputs, supported=gradgrad, **gkw)
         ran.append("gradgradcheck" if gradgrad else "double-backward-unsupported")
+        if gradgrad and "batched_grad" not in skipped:
+            try:
+                check_gradgradcheck(fn, *inputs, **{**gkw, "check_batched_grad": True})
+            except AssertionError as e:
+                raise AssertionError(f"batched second derivatives (check_batched_grad=True): {e}") from None
+            ran.append("gradgrad-batched")
+        if gradgrad and "fwd_over_rev" not in skipped:
+            try:
+                check_gradgradcheck(fn, *inputs, **{**gkw, "check_fwd_over_rev": True, "check_rev_over_rev": False,
+                                                    "check_undefined_grad": False})
+            except NotImplementedError as e:
+                raise _transform_failed("forward-over-reverse (check_fwd_over_rev=True)", e) from None
+            except AssertionError as e:
+                raise AssertionError(f"forward-over-reverse (check_fwd_over_rev=True): {e}") from None
+            ran.append("fwd-over-rev")
     if reference is not None:
         check_parity(fn, reference, *inputs, rtol=rtol, atol=atol)
         ran.append("parity")
@@ -481,7 +735,7 @@ def check(
     if saved_bytes is not None or saved_bytes_beyond_outputs is not None:
         ran.append("saved-bytes")
     ref_saved = saved_tensors(reference, *_fresh(inputs))[1] if reference is not None else None
-    return CheckReport(ran, saved, ref_saved, fresh, outs)
+    return CheckReport(ran, saved, ref_saved, fresh, outs, skipped)
 
 
 def all_finite(*tensors: torch.Tensor) -> bool:
