@@ -229,3 +229,29 @@ def test_regression_functions_are_private_and_one():
     names |= {type(F.gaussian_nll_loss(x, y, torch.ones(3)).grad_fn).__name__}
     assert names == {"_RegressionFunctionBackward"}
 
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "gaussian_nll_loss", "laplace_nll_loss"])
+def test_forward_mode_with_a_tangent_on_the_spread_only(name, reduction):
+    # a tangent on the weight / variance / scale alone (the residual output then has none)
+    import torch.autograd.forward_ad as fwAD
+
+    x, y = _x(4, 3), _x(4, 3)
+    s, s_t = _pos(4, 3).detach(), torch.randn(4, 3, dtype=torch.float64)
+    if name == "laplace_nll_loss":
+        def ref(x, y, b):  # torch has no Laplace NLL: its formula
+            b = b.clamp_min(1e-6)
+            e = (x - y).abs() / b + b.log()
+            return e if reduction == "none" else (e.sum() if reduction == "sum" else e.mean())
+    else:
+        torch_fn = getattr(TF, name)
+        ref = (lambda x, y, v: torch_fn(x, y, v, reduction=reduction)) if name == "gaussian_nll_loss" else (
+            lambda x, y, w: torch_fn(x, y, reduction=reduction, weight=w))
+    ours = getattr(F, name)
+    fn = (lambda x, y, v: ours(x, y, v, reduction=reduction)) if "nll" in name else (
+        lambda x, y, w: ours(x, y, reduction=reduction, weight=w))
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(fn(x.detach(), y.detach(), fwAD.make_dual(s, s_t))).tangent
+    want = torch.func.jvp(lambda v: ref(x.detach(), y.detach(), v), (s,), (s_t,))[1]
+    torch.testing.assert_close(got, want)

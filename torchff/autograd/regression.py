@@ -174,4 +174,6 @@ class _RegressionFunction(_Regression):
                 else:
                     out = out.mean()
             out = out.to(ctx.out_dtype)
-        return out, (None if d_t is None else d_t.expand(d.shape).to(d.dtype))
+        # the residual's tangent: zeros when only the spread has one (a None here trips an
+        # internal assert of forward-mode AD for a Function's extra output)
+        return out, (torch.zeros_like(d) if d_t is None else d_t.expand(d.shape).to(d.dtype))
