@@ -455,7 +455,7 @@ def test_functions_return_non_differentiable_indices():
 # --------------------------------------------------------------------------------------
 def full_gradchecks(fn, *inputs):
     assert torch.autograd.gradcheck(fn, inputs, check_batched_grad=True, check_forward_ad=True,
-                                    check_undefined_grad=True)
+                                    check_batched_forward_grad=True, check_undefined_grad=True)
     assert torch.autograd.gradgradcheck(fn, inputs, check_batched_grad=True)
 
 

@@ -66,7 +66,10 @@ def _route(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor:
 
 def _pick(tangent: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor:
     """The winner's entry of each group of ``tangent`` (the input's shape): forward mode."""
-    return tangent.unflatten(dim, (-1, pieces)).gather(dim + 1, index.long().unsqueeze(dim + 1)).squeeze(dim + 1)
+    # reshape, not unflatten: the legacy vmap of is_grads_batched / batched forward grads has no
+    # batching rule for unflatten
+    shape = tangent.shape[:dim] + (tangent.shape[dim] // pieces, pieces) + tangent.shape[dim + 1 :]
+    return tangent.reshape(shape).gather(dim + 1, index.long().unsqueeze(dim + 1)).squeeze(dim + 1)
 
 
 class _Maxout(Function):
