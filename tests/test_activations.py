@@ -452,6 +452,16 @@ def test_jacfwd_hessian_and_batched_grads(case):
     torch.testing.assert_close(got, want)
 
 
+def test_prelu_forward_mode_at_zero_follows_torch():
+    # torch's forward-mode prelu takes the identity at z = +-0 (its backward takes the slope)
+    x = torch.tensor([0.0, -0.0, 1.0, -1.0, NAN, INF, -INF], dtype=torch.float64)
+    t = torch.linspace(-1.0, 1.0, x.numel(), dtype=torch.float64)
+    for w in (torch.tensor(0.3, dtype=torch.float64), torch.tensor([-0.5], dtype=torch.float64)):
+        got = torch.func.jvp(lambda v: F.prelu(v, w), (x,), (t,))[1]
+        want = torch.func.jvp(lambda v: TF.prelu(v, w), (x,), (t,))[1]
+        torch.testing.assert_close(got, want, equal_nan=True)
+
+
 def test_prelu_forward_mode_through_the_weight():
     import torch.autograd.forward_ad as fwAD
 

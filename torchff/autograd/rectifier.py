@@ -275,7 +275,8 @@ class _PReLUFunction(Function):
     Derivatives:
 
     * :math:`\partial h / \partial z = 1` for :math:`z > 0`, :math:`a_c` for :math:`z \le 0`
-      and for nan (torch's convention);
+      and for nan (torch's convention; torch's forward mode, and so ``jvp`` here, takes 1 at
+      :math:`z = 0`);
     * :math:`\partial L / \partial a_c = \sum g \cdot (z > 0 \;?\; 0 : z)` over the channel's
       elements (0 at the kink), summed inside the backward kernel (op
       ``torchff::prelu_backward``; no full-size temporary).
@@ -328,7 +329,10 @@ class _PReLUFunction(Function):
     @staticmethod
     def jvp(ctx, input_t: Tensor | None, weight_t: Tensor | None, _flag_t=None):
         saved, weight = ctx.saved_tensors
-        positive = saved if ctx.from_mask else saved > 0
+        # torch's forward-mode formula for prelu takes the identity at z = 0 (z >= 0), where its
+        # backward takes the slope (z > 0); as a drop-in the tangent follows torch's. (Forward
+        # mode keeps the input: with_mask is off under forward AD and torch.func.)
+        positive = saved if ctx.from_mask else saved >= 0
         out_t = None
         if input_t is not None:
             out_t = torch.where(positive, input_t, input_t * _k.channel_view(weight, input_t.dim()))
