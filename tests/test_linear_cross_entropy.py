@@ -112,6 +112,44 @@ def test_gradcheck(reduction):
     check_gradcheck(fused, x, w, b)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_forward_mode_matches_torch(reduction):
+    """jvp (torch.func and forward_ad) equals linear + cross_entropy's, chunked, with ignored rows."""
+    import torch.autograd.forward_ad as fwAD
+
+    x, w, b, t = make(ignored=(2, 5))
+    fused, ref = both(t, 4, reduction=reduction, label_smoothing=0.1)
+    primals = tuple(a.detach() for a in (x, w, b))
+    tangents = tuple(torch.randn_like(a) for a in primals)
+    got, want = torch.func.jvp(fused, primals, tangents), torch.func.jvp(ref, primals, tangents)
+    torch.testing.assert_close(got, want)
+    with fwAD.dual_level():  # a dual input beside a weight that requires grad: both modes at once
+        w_leaf = w.detach().requires_grad_()
+        loss = fused(fwAD.make_dual(primals[0], tangents[0]), w_leaf, primals[2])
+        tangent = fwAD.unpack_dual(loss).tangent
+        loss.sum().backward()
+    torch.testing.assert_close(tangent, torch.func.jvp(lambda v: ref(v, primals[1], primals[2]), primals[:1], tangents[:1])[1])
+    w_ref = w.detach().requires_grad_()
+    ref(primals[0], w_ref, primals[2]).sum().backward()
+    torch.testing.assert_close(w_leaf.grad, w_ref.grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_graph_keeps_no_reference_to_the_input_for_forward_mode(reduction):
+    # a non-leaf input that nothing else keeps: the graph must not hold it for a jvp that cannot come
+    # (with reduction='none' the backward itself saves the input; so the tangent's reference is the
+    # only one under test for 'mean')
+    import weakref
+
+    x, w, b, t = make()
+    h = x * 2.0
+    ref = weakref.ref(h)
+    loss = F.linear_cross_entropy(h, w, t, b, chunk_size=4, reduction=reduction)
+    del h
+    assert (ref() is None) == (reduction == "mean")
+    loss.sum().backward()
+
+
 def test_extreme_logits_are_stable():
     x, w, b, t = make(dtype=torch.float32, ignored=())
     with torch.no_grad():

@@ -172,6 +172,17 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     return _rectifier.pick(_rectifier.PRELU).apply(input, weight, _prelu_with_mask(input, weight))[0]
 
 
+def _forward_ad_may_run(*tensors: Tensor | None) -> bool:
+    """Whether a forward-mode tangent may reach a Function now: a forward-AD level is open
+    (``torch.autograd.forward_ad.dual_level``) or an argument is wrapped by a ``torch.func``
+    transform. Decides only what a Function references for ``jvp``; never true when compiling."""
+    if torch.compiler.is_compiling():
+        return False
+    return torch.autograd.forward_ad._current_level >= 0 or any(
+        t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
+    )
+
+
 def _apply(function, core, *args):
     """``function.apply(*args)``; under ``torch.compile`` ``core.apply(*args)``, its base class
     without ``jvp`` (dynamo graph-breaks on an autograd.Function that defines ``jvp``)."""
@@ -590,6 +601,19 @@ def _spread_argument(name: str, input: Tensor, spread: Tensor | float) -> Tensor
     return spread
 
 
+def _check_broadcast(input: Tensor, target: Tensor) -> None:
+    """Raise the error of torch's elementwise ops (``The size of tensor a (3) must match the size
+    of tensor b (2) at non-singleton dimension 2``, as torch's ``gaussian_nll_loss`` does from its
+    ``input - target``) when the shapes do not broadcast."""
+    if input.shape != target.shape:
+        try:
+            torch.broadcast_shapes(input.shape, target.shape)
+        except RuntimeError:  # the same subtraction on stride-0 views raises torch's words
+            zero = torch.zeros(())
+            torch.sub(zero.expand(input.shape), zero.expand(target.shape))
+            raise
+
+
 def gaussian_nll_loss(
     input: Tensor,
     target: Tensor,
@@ -609,6 +633,7 @@ def gaussian_nll_loss(
     tensors).
     """
     var = _spread_argument("var", input, var)
+    _check_broadcast(input, target)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(reduction + " is not valid")
     input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
@@ -633,6 +658,7 @@ def laplace_nll_loss(
     and ``scale`` (8 B per float32 element).
     """
     scale = _spread_argument("scale", input, scale)
+    _check_broadcast(input, target)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(reduction + " is not valid")
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
@@ -679,11 +705,13 @@ def linear_cross_entropy(
         t = t.long()
     rows = int(chunk_size) if chunk_size is not None else _linear_ce.default_chunk_size(x.shape[0], weight.shape[0])
     grad = torch.is_grad_enabled()
-    out = _linear_ce._LinearCrossEntropyFunction.apply(
+    out = _apply(
+        _linear_ce._LinearCrossEntropyFunction, _linear_ce._LinearCrossEntropy,
         x, weight, bias, t, int(ignore_index), reduction, float(label_smoothing), rows,
         grad and input.requires_grad,
         grad and weight.requires_grad,
         grad and bias is not None and bias.requires_grad,
+        _forward_ad_may_run(input, weight, bias),
     )
     loss = out[0] if isinstance(out, tuple) else out
     if reduction == "none":

@@ -129,7 +129,7 @@ def _accumulate_grads(g: Tensor, x: Tensor, weight: Tensor, gi_rows, gw, gb) -> 
         gb.add_(g.sum(0))
 
 
-class _LinearCrossEntropyFunction(Function):
+class _LinearCrossEntropy(Function):
     r"""Softmax output layer and its negative log-likelihood, fused and chunked over rows.
 
     Forward, for rows :math:`h_i` (``input``, ``N x H``), ``weight`` :math:`W` (``C x H``), ``bias``
@@ -174,6 +174,8 @@ class _LinearCrossEntropyFunction(Function):
 
     Double backward is not supported (the saved gradients are constants): it raises.
     ``torch.func.vmap`` is not supported (the forward writes into preallocated buffers).
+    Forward mode (``jvp``) is, when the last argument, ``forward_ad``, says a tangent may come
+    (only then are the inputs referenced for it).
     """
 
     @staticmethod
@@ -189,6 +191,7 @@ class _LinearCrossEntropyFunction(Function):
         need_input_grad: bool,
         need_weight_grad: bool,
         need_bias_grad: bool,
+        forward_ad: bool = False,
     ):
         n = input.shape[0]
         acc = _acc_dtype(input.dtype)
@@ -230,9 +233,13 @@ class _LinearCrossEntropyFunction(Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         (input, weight, bias, target, ignore_index, reduction, label_smoothing, chunk_size,
-         need_input_grad, need_weight_grad, need_bias_grad) = inputs
+         need_input_grad, need_weight_grad, need_bias_grad, forward_ad) = inputs
         ctx.reduction = reduction
         ctx.mark_non_differentiable(*output[1:])
+        ctx.outputs = len(output)
+        if forward_ad:  # only then: a reference kept for jvp would keep the input alive
+            ctx.ignore_index, ctx.label_smoothing, ctx.chunk_size = ignore_index, float(label_smoothing), chunk_size
+            ctx.save_for_forward(input, weight, bias, target)
         if reduction == "none":
             ctx.ignore_index, ctx.label_smoothing, ctx.chunk_size = ignore_index, float(label_smoothing), chunk_size
             ctx.save_for_backward(input, weight, bias, target)
@@ -261,7 +268,44 @@ class _LinearCrossEntropyFunction(Function):
             for slot, need in zip(ctx.slots, ctx.needs_input_grad[:3]):
                 g = next(saved) if slot else None
                 grads.append(g * grad_loss.to(g.dtype) if (g is not None and need) else None)
-        return (*grads, *(None,) * 8)
+        return (*grads, *(None,) * 9)
+
+
+
+class _LinearCrossEntropyFunction(_LinearCrossEntropy):
+    # _LinearCrossEntropy with jvp (forward mode); under torch.compile the base class runs
+    # (dynamo graph-breaks on a Function that defines jvp)
+    __doc__ = _LinearCrossEntropy.__doc__
+
+    @staticmethod
+    def jvp(ctx, input_t, weight_t, bias_t, *_unused):
+        r"""Forward mode: :math:`\dot\ell_i = (\operatorname{softmax}(z_i) - q_i) \cdot \dot z_i`,
+        :math:`\dot z_i = W \dot h_i + \dot W h_i + \dot b`, chunk by chunk (the logits and
+        their tangent are recomputed per chunk, never ``N x C`` at once)."""
+        input, weight, bias, target = ctx.saved_tensors
+        acc = _acc_dtype(input.dtype)
+        rows = []
+        for start in range(0, input.shape[0], ctx.chunk_size):
+            stop = min(start + ctx.chunk_size, input.shape[0])
+            x = input[start:stop]
+            g = _chunk_logits(x, weight, bias, acc)
+            _ops.cross_entropy_rows_(g, target[start:stop], None, None, ctx.ignore_index, ctx.label_smoothing)
+            z_t = torch.zeros_like(g)
+            if input_t is not None:
+                z_t = z_t + torch.mm(input_t[start:stop], weight.t()).to(acc)
+            if weight_t is not None:
+                z_t = z_t + torch.mm(x, weight_t.t()).to(acc)
+            if bias_t is not None:
+                z_t = z_t + bias_t.to(acc)
+            rows.append((g * z_t).sum(1))
+        row_t = torch.cat(rows) if rows else input.new_zeros(0, dtype=acc)
+        if ctx.reduction == "none":
+            loss_t = row_t
+        else:
+            loss_t = row_t.sum()
+            if ctx.reduction == "mean":
+                loss_t = loss_t / (target != ctx.ignore_index).sum().to(acc)
+        return (loss_t.to(input.dtype), *(None,) * (ctx.outputs - 1))
 
 
 def _backward_none(ctx, grad_loss: Tensor):
