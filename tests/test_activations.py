@@ -400,6 +400,30 @@ def test_forward_signatures_are_cached_exactly():
         assert "__signature__" in vars(cls.forward), cls
 
 
+def test_cached_signatures_bind_as_inspect_does():
+    # the cached signature's fast bind (full positional calls) gives what inspect's bind gives,
+    # and every other call (defaults left out, keywords) still goes through inspect
+    import inspect
+
+    from torch.autograd.function import _bind_default_args
+
+    from torchff.autograd._loss import MEAN  # noqa: F401  (a module of Functions, imported)
+    from torchff.autograd.linear_cross_entropy import _LinearCrossEntropyFunction
+
+    f = _LinearCrossEntropyFunction.forward
+    plain = inspect.Signature(list(f.__signature__.parameters.values()))
+    n = len(plain.parameters)
+    full = tuple(range(n))
+    assert _bind_default_args(f, full, None) == (full, {})
+    assert plain.bind(*full).args == full
+    short = full[:-1]  # forward_ad left to its default
+    assert _bind_default_args(f, short, None) == (short + (False,), {})
+    kw = full[:-2]
+    assert _bind_default_args(f, kw, {"need_bias_grad": 1}) == (kw + (1, False), {})
+    with pytest.raises(TypeError):
+        _bind_default_args(f, full + (0,), None)  # too many: inspect's error
+
+
 # --------------------------------------------------------------------------------------
 # batched gradients and forward mode, on every Function (gradcheck's own checks, transforms)
 # --------------------------------------------------------------------------------------
