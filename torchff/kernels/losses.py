@@ -29,7 +29,7 @@ Implementations: the C loops of ``torchff/csrc/losses.c`` on CPU for float32 / f
 and bfloat16 are computed in float32 by the same loops, as torch's CPU kernels do; inputs are
 expanded and made contiguous); the Triton kernels of :mod:`torchff.kernels.triton.losses` on
 CUDA for float32 / float16 / bfloat16; the composite of torch ops for every other device and
-dtype (complex residuals for ``l1_loss``). A vmap rule batches each op by broadcasting.
+dtype (complex residuals for ``l1_loss`` and ``laplace_nll_loss``). A vmap rule batches each op by broadcasting.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def _regression_grads(g: Tensor, d: Tensor, a: Tensor | None, kind: int, eps: fl
         if spread_grad:
             ga = g * (0.5 * (1 / v - q * q))
         return gd, ga
-    gd = g * (torch.sign(d) / v)
+    gd = g * (torch.sgn(d) / v)  # sgn: d/|d| for a complex residual, sign for a real one
     if spread_grad:
         ga = g * ((1 - d.abs() / v) / v)
     return gd, ga
