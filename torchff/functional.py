@@ -582,7 +582,7 @@ def _spread_argument(name: str, input: Tensor, spread: Tensor | float) -> Tensor
     if isinstance(spread, (int, float)) and not isinstance(spread, bool):
         if spread < 0:
             raise ValueError(f"{name} has negative entry/entries")
-        return torch.full((), float(spread), dtype=input.dtype, device=input.device)
+        return torch.full((), float(spread), dtype=input.dtype.to_real(), device=input.device)
     if not _traced(spread):
         if spread.device.type == "cpu":
             if bool(torch.any(spread < 0)):
@@ -630,14 +630,20 @@ def gaussian_nll_loss(
     one dim of size 1 (homoscedastic), or a number; negative entries raise ``ValueError``.
     Derivatives :math:`(x - y)/v` and :math:`\tfrac12(1/v - (x - y)^2/v^2)` for ``var``.
     Saves the residual and ``var`` (8 B per float32 element; torch keeps three element-sized
-    tensors).
+    tensors). A complex input or target gives torch's complex loss (``var`` a real tensor; a
+    number raises torch's ``NotImplementedError``), computed in torch ops.
     """
+    number_var = not isinstance(var, Tensor)
     var = _spread_argument("var", input, var)
     _check_broadcast(input, target)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(reduction + " is not valid")
-    input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
+    if input.is_complex() or target.is_complex():
+        if number_var:  # torch multiplies it by ones_like(input): a complex var, which its clamp refuses
+            raise NotImplementedError("clamp is not supported for complex types")
+        return _regression.complex_gaussian_nll(input, target, var, bool(full), float(eps), red)
+    input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
     return _apply(_regression._RegressionFunction, _regression._Regression, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)[0]
 
 
@@ -655,7 +661,8 @@ def laplace_nll_loss(
 
     Same signature and ``scale`` rules as :func:`gaussian_nll_loss`'s ``var``. Derivatives
     :math:`\mathrm{sgn}(x - y)/b` and :math:`(1 - |x - y|/b)/b` for ``scale``. Saves the residual
-    and ``scale`` (8 B per float32 element).
+    and ``scale`` (8 B per float32 element). Complex inputs give a real loss with the gradient
+    :math:`\mathrm{sgn}(d)/b = d/(|d|\,b)`, as ``l1_loss``.
     """
     scale = _spread_argument("scale", input, scale)
     _check_broadcast(input, target)

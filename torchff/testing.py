@@ -398,6 +398,24 @@ FORWARD_AD_WAYS = ("gradcheck", "jvp")
 BATCHED_FORWARD_GRAD_WAYS = ("gradcheck", "jacfwd")
 
 
+def _check_ways(ways: Sequence[str], known: Sequence[str]) -> None:
+    unknown = set(ways) - set(known)
+    if unknown:
+        raise ValueError(f"unknown ways {sorted(unknown)}; known: {known}")
+
+
+def _gradcheck_as(what: str, fn: Callable, inputs: Sequence[Any], kwargs: dict[str, Any],
+                  check: Callable | None = None) -> None:
+    """``check`` (:func:`check_gradcheck` by default, or :func:`check_gradgradcheck`) with
+    ``kwargs``; a failure, or a transform autograd does not implement, names ``what``."""
+    try:
+        (check or check_gradcheck)(fn, *inputs, **kwargs)
+    except NotImplementedError as e:
+        raise _transform_failed(what, e) from None
+    except AssertionError as e:
+        raise AssertionError(f"{what}: {e}") from None
+
+
 def check_batched_grad(fn: Callable, *inputs: Any, ways: Sequence[str] = BATCHED_GRAD_WAYS,
                        **gradcheck_kwargs: Any) -> None:
     """The backward of ``fn`` under ``vmap``: a batch of cotangents at once equals one at a time.
@@ -413,14 +431,10 @@ def check_batched_grad(fn: Callable, *inputs: Any, ways: Sequence[str] = BATCHED
     A backward that takes an in-place or ``out=`` path when grad mode is off (as it is under
     these transforms, with a batched incoming gradient) fails here.
     """
-    unknown = set(ways) - set(BATCHED_GRAD_WAYS)
-    if unknown:
-        raise ValueError(f"unknown ways {sorted(unknown)}; known: {BATCHED_GRAD_WAYS}")
+    _check_ways(ways, BATCHED_GRAD_WAYS)
     if "gradcheck" in ways:
-        try:
-            check_gradcheck(fn, *inputs, **{**gradcheck_kwargs, "check_batched_grad": True})
-        except AssertionError as e:
-            raise AssertionError(f"batched gradients (check_batched_grad=True): {e}") from None
+        _gradcheck_as("batched gradients (check_batched_grad=True)", fn, inputs,
+                      {**gradcheck_kwargs, "check_batched_grad": True})
     x64, argnums = _float64_leaves(inputs)
     if not argnums:
         return
@@ -468,17 +482,11 @@ def check_forward_ad(fn: Callable, *inputs: Any, ways: Sequence[str] = FORWARD_A
 
     A Function without a ``jvp`` fails with the ``NotImplementedError`` autograd raises.
     """
-    unknown = set(ways) - set(FORWARD_AD_WAYS)
-    if unknown:
-        raise ValueError(f"unknown ways {sorted(unknown)}; known: {FORWARD_AD_WAYS}")
+    _check_ways(ways, FORWARD_AD_WAYS)
     if "gradcheck" in ways:
-        kw = {**gradcheck_kwargs, "check_forward_ad": True, "check_backward_ad": False, "check_batched_grad": False}
-        try:
-            check_gradcheck(fn, *inputs, **kw)
-        except NotImplementedError as e:
-            raise _transform_failed("forward mode (check_forward_ad=True)", e) from None
-        except AssertionError as e:
-            raise AssertionError(f"forward mode (check_forward_ad=True): {e}") from None
+        _gradcheck_as("forward mode (check_forward_ad=True)", fn, inputs,
+                      {**gradcheck_kwargs, "check_forward_ad": True, "check_backward_ad": False,
+                       "check_batched_grad": False})
     if "jvp" in ways:
         x64, argnums = _float64_leaves(inputs)
         if not argnums:
@@ -505,18 +513,11 @@ def check_batched_forward_grad(fn: Callable, *inputs: Any, ways: Sequence[str] =
     * ``"jacfwd"``: ``torch.func.jacfwd`` equals the reverse-mode Jacobian (every floating output,
       every differentiable input).
     """
-    unknown = set(ways) - set(BATCHED_FORWARD_GRAD_WAYS)
-    if unknown:
-        raise ValueError(f"unknown ways {sorted(unknown)}; known: {BATCHED_FORWARD_GRAD_WAYS}")
+    _check_ways(ways, BATCHED_FORWARD_GRAD_WAYS)
     if "gradcheck" in ways:
-        kw = {**gradcheck_kwargs, "check_forward_ad": True, "check_batched_forward_grad": True,
-              "check_backward_ad": False, "check_batched_grad": False}
-        try:
-            check_gradcheck(fn, *inputs, **kw)
-        except NotImplementedError as e:
-            raise _transform_failed("batched forward mode (check_batched_forward_grad=True)", e) from None
-        except AssertionError as e:
-            raise AssertionError(f"batched forward mode (check_batched_forward_grad=True): {e}") from None
+        _gradcheck_as("batched forward mode (check_batched_forward_grad=True)", fn, inputs,
+                      {**gradcheck_kwargs, "check_forward_ad": True, "check_batched_forward_grad": True,
+                       "check_backward_ad": False, "check_batched_grad": False})
     if "jacfwd" in ways:
         x64, argnums = _float64_leaves(inputs)
         if not argnums:
@@ -705,19 +706,13 @@ def check(
         check_gradgradcheck(fn, *inputs, supported=gradgrad, **gkw)
         ran.append("gradgradcheck" if gradgrad else "double-backward-unsupported")
         if gradgrad and "batched_grad" not in skipped:
-            try:
-                check_gradgradcheck(fn, *inputs, **{**gkw, "check_batched_grad": True})
-            except AssertionError as e:
-                raise AssertionError(f"batched second derivatives (check_batched_grad=True): {e}") from None
+            _gradcheck_as("batched second derivatives (check_batched_grad=True)", fn, inputs,
+                          {**gkw, "check_batched_grad": True}, check_gradgradcheck)
             ran.append("gradgrad-batched")
         if gradgrad and "fwd_over_rev" not in skipped:
-            try:
-                check_gradgradcheck(fn, *inputs, **{**gkw, "check_fwd_over_rev": True, "check_rev_over_rev": False,
-                                                    "check_undefined_grad": False})
-            except NotImplementedError as e:
-                raise _transform_failed("forward-over-reverse (check_fwd_over_rev=True)", e) from None
-            except AssertionError as e:
-                raise AssertionError(f"forward-over-reverse (check_fwd_over_rev=True): {e}") from None
+            _gradcheck_as("forward-over-reverse (check_fwd_over_rev=True)", fn, inputs,
+                          {**gkw, "check_fwd_over_rev": True, "check_rev_over_rev": False,
+                           "check_undefined_grad": False}, check_gradgradcheck)
             ran.append("fwd-over-rev")
     if reference is not None:
         check_parity(fn, reference, *inputs, rtol=rtol, atol=atol)

@@ -4,12 +4,16 @@ summing a broadcast gradient back to its argument's shape, and the dtype checks.
 One spelling of each, imported by :mod:`torchff.autograd.bernoulli`,
 :mod:`torchff.autograd.regression` and :mod:`torchff.autograd.cross_entropy`. The names here
 are the module's stable API: new helpers are added, existing ones keep their name and meaning.
+``compute_dtype`` and ``result_dtype`` are :mod:`torchff.kernels._common`'s (the kernels use
+them too, and may not import this package).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from torchff.kernels._common import compute_dtype, result_dtype
 
 __all__ = [
     "NONE",
@@ -25,23 +29,6 @@ __all__ = [
 
 #: torch's reduction enum (``torch.nn._reduction.get_enum``): 'none', 'mean', 'sum'
 NONE, MEAN, SUM = 0, 1, 2
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype arithmetic runs in: float32 for float16 and bfloat16 (as torch's CPU and CUDA
-    kernels accumulate them), the dtype itself otherwise."""
-    return torch.float32 if dtype in _HALF else dtype
-
-
-def result_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """torch's type promotion over the tensors that are not None."""
-    dtype = None
-    for t in tensors:
-        if t is not None:
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    return dtype
 
 
 def reduce(elements: Tensor, reduction: int, denominator: Tensor | None = None) -> Tensor:
@@ -68,10 +55,7 @@ def check_floating(name: str, *tensors: Tensor | None, complex_ok: bool = False)
     for t in tensors:
         if t is None or t.is_floating_point() or (complex_ok and t.is_complex()):
             continue
-        kind = str(t.dtype).removeprefix("torch.")
-        names = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-                 "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
-        raise NotImplementedError(f'"{name}" not implemented for \'{names.get(kind, kind)}\'')
+        raise NotImplementedError(f'"{name}" not implemented for \'{scalar_name(t.dtype)}\'')
 
 
 _SCALAR_NAMES = {

@@ -28,8 +28,11 @@ LNLL   :math:`\mathrm{sgn}(d) / b`  :math:`(1 - |d|/b)/b`
 and :math:`\partial/\partial x = \partial/\partial d = -\partial/\partial y`. The kink of
 :math:`|d|` takes :math:`\mathrm{sgn}(0) = 0`, as torch's ``abs``. The clamp at ``eps`` passes
 no gradient of its own: the spread's gradient is the derivative at the clamped value, also below
-``eps`` (torch's ``gaussian_nll_loss`` convention). Complex inputs (``l1_loss`` only, as torch)
-give a real loss :math:`|d|` with the gradient :math:`\mathrm{sgn}(d) = d/|d|`.
+``eps`` (torch's ``gaussian_nll_loss`` convention). Complex inputs give a real loss for ``L1``
+and ``LAPLACE`` (:math:`|d|`, with the gradient :math:`\mathrm{sgn}(d) = d/|d|`, as torch's
+``l1_loss``); ``mse_loss`` refuses them, as torch's. torch's ``gaussian_nll_loss`` of a complex
+residual is the complex number :math:`\tfrac12(\log v + d^2/v)`: :func:`complex_gaussian_nll`
+computes it with the same formula in torch ops, so its value and gradients are torch's.
 
 The loss elements and the residual come from one op, ``torch.ops.torchff.regression``; the
 gradients with respect to the residual and the spread from one ``regression_backward`` pass
@@ -52,7 +55,7 @@ from torchff.autograd._loss import MEAN, NONE, SUM, compute_dtype, sum_to
 from torchff.kernels import losses as _ops
 from torchff.kernels.losses import GAUSSIAN, L1, LAPLACE, MSE
 
-__all__ = ["GAUSSIAN", "L1", "LAPLACE", "MSE"]
+__all__ = ["GAUSSIAN", "L1", "LAPLACE", "MSE", "complex_gaussian_nll"]
 
 
 def _weighted(kind: int, spread: Tensor | None) -> bool:
@@ -78,6 +81,16 @@ def _to(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     if t.is_complex() and not dtype.is_complex:
         t = t.real
     return t.to(dtype)
+
+
+def complex_gaussian_nll(input: Tensor, target: Tensor, var: Tensor, full: bool, eps: float, reduction: int) -> Tensor:
+    r"""torch's ``gaussian_nll_loss`` of a complex residual :math:`d = x - y` (a complex loss
+    :math:`\tfrac12(\log v + d^2/v)`, :math:`v = \max(\text{var}, \text{eps})`, ``var`` real):
+    the composite formula of :mod:`torchff.kernels.losses` in torch ops, differentiated by
+    autograd's complex rules, as torch's. The op and its kernels compute real losses only.
+    A complex ``var`` raises torch's ``NotImplementedError`` from the clamp."""
+    elements = _ops._regression_elements(input - target, var, GAUSSIAN, full, eps)
+    return _reduce(elements, var, GAUSSIAN, reduction)
 
 
 class _Regression(Function):
@@ -161,8 +174,8 @@ class _RegressionFunction(_Regression):
         if spread_t is not None:
             t = _ops._regression_grads(spread_t, d, spread, ctx.kind, ctx.eps, True)[1]
             out = t if out is None else out + t
-        if out is not None and out.is_complex():
-            out = out.real
+        if out is not None and out.is_complex():  # a copy: a tangent with the strides of .real (a view
+            out = out.real.contiguous()  # into the complex tensor) trips forward AD's layout assert
         if out is not None:
             out = out.expand(ctx.shape)
             if ctx.reduction == SUM:

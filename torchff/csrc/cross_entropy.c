@@ -28,32 +28,9 @@
 #include <stdint.h>
 
 #include "torchff_api.h"
+#include "torchff_math.h"
 
 #define LANES 8
-
-static inline float ff_expf(float x) {
-    /* exp(x) = 2^k exp(r), k = round(x / ln 2), |r| <= ln2 / 2; 2^k applied in two halves so
-       that results down to the smallest denormal come out right */
-    const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
-    const float kf = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const float r = (xc - kf * 0.693145751953125f) - kf * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const int32_t k = (int32_t)kf;
-    const int32_t k1 = k / 2, k2 = k - k / 2;
-    union { int32_t i; float f; } s1, s2;
-    s1.i = (k1 + 127) << 23;
-    s2.i = (k2 + 127) << 23;
-    const float y = p * s1.f * s2.f;
-    /* nan stays nan, +inf overflows to inf, -inf gives 0 */
-    return x != x ? x : (x > 89.0f ? INFINITY : y);
-}
 
 static inline double ff_exp(double x) { return exp(x); }
 
@@ -234,5 +211,5 @@ static inline double ff_exp(double x) { return exp(x); }
         }                                                                                          \
     }
 
-TORCHFF_CE(float, f32, ff_expf, logf)
+TORCHFF_CE(float, f32, torchff_expf, logf)
 TORCHFF_CE(double, f64, ff_exp, log)

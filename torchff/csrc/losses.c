@@ -26,34 +26,12 @@
 #include <stdint.h>
 
 #include "torchff_api.h"
+#include "torchff_math.h"
 
 /* torch.sign: -1, 0, 1, and nan for nan */
 
-/* exp(-a) for a >= 0 (or nan), float32, branch-free so that the loops vectorize:
-   a is held at 104 (exp(-104) rounds to 0), -a = k ln2 + f with k = round(-a log2(e)),
-   f = -a - k ln2 in two parts (Cody-Waite: k ln2_hi is exact), |f| <= ln2/2, e^f by its Taylor
-   polynomial to degree 7 (truncation below 1e-8 relative), 2^k as two exponent-field factors
-   so that results down to the subnormals are exact scalings. */
-static inline float torchff_exp_neg_f32(float a) {
-    const float ac = a > 104.0f ? 104.0f : a; /* exp(-104) rounds to 0; nan stays nan */
-    const float t = -ac * 1.44269504088896341f;
-    const float k = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
-    const float f = (-ac - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * f + 1.0f / 720.0f;
-    p = p * f + 1.0f / 120.0f;
-    p = p * f + 1.0f / 24.0f;
-    p = p * f + 1.0f / 6.0f;
-    p = p * f + 0.5f;
-    p = p * f + 1.0f;
-    p = p * f + 1.0f;
-    const int32_t ki = (int32_t)k, k1 = ki / 2, k2 = ki - k1;
-    union { int32_t i; float f; } s1, s2;
-    s1.i = (k1 + 127) << 23;
-    s2.i = (k2 + 127) << 23;
-    const float e = p * s1.f * s2.f;
-    return a != a ? a : e;
-}
+/* exp(-a) for a >= 0 (or nan), float32: the shared branch-free exp (torchff_math.h) */
+static inline float torchff_exp_neg_f32(float a) { return torchff_expf(-a); }
 
 /* log(1 + u) for u in [0, 1], float32: 2 atanh(s), s = u / (2 + u) in [0, 1/3], by its series
    to s^13 (truncation below 2e-8 relative; full relative accuracy for tiny u). */

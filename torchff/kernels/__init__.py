@@ -20,6 +20,6 @@ call them and keep the explicit backward. An op module per family
 (``torchff/kernels/<family>.py``) defines that family's ops when it is imported.
 """
 
-from torchff.kernels._library import define, elementwise_vmap, lib
+from torchff.kernels._library import batch_first, define, elementwise_vmap, lib
 
-__all__ = ["define", "elementwise_vmap", "lib"]
+__all__ = ["batch_first", "define", "elementwise_vmap", "lib"]

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["define", "elementwise_vmap", "lib"]
+__all__ = ["batch_first", "define", "elementwise_vmap", "lib"]
 
 #: the ``torchff`` namespace; every op torchff registers lives here
 lib = torch.library.Library("torchff", "DEF")
@@ -46,18 +46,23 @@ def define(
     return getattr(torch.ops.torchff, name).default
 
 
+def batch_first(info, in_dims, *args) -> list:
+    """``args`` for a vmap rule's body: each tensor with its batch at dim 0 (an unbatched one
+    expanded to the batch, a view), anything else as it is."""
+    return [
+        (a.movedim(d, 0) if d is not None else a.expand(info.batch_size, *a.shape))
+        if isinstance(a, torch.Tensor) else a
+        for a, d in zip(args, in_dims)
+    ]
+
+
 def elementwise_vmap(op: Callable) -> Callable:
     """A vmap rule for an elementwise op whose tensor arguments all have one shape (non-tensor
     arguments pass through): every batched argument is moved to dim 0, unbatched ones are
     expanded to the batch, and each output is batched at dim 0."""
 
     def rule(info, in_dims, *args):
-        moved = []
-        for a, d in zip(args, in_dims):
-            if isinstance(a, torch.Tensor):
-                a = a.movedim(d, 0) if d is not None else a.expand(info.batch_size, *a.shape)
-            moved.append(a)
-        out = op(*moved)
+        out = op(*batch_first(info, in_dims, *args))
         if isinstance(out, tuple):
             return out, (0,) * len(out)
         return out, 0

@@ -29,7 +29,7 @@ Implementations: the C loops of ``torchff/csrc/losses.c`` on CPU for float32 / f
 and bfloat16 are computed in float32 by the same loops, as torch's CPU kernels do; inputs are
 expanded and made contiguous); the Triton kernels of :mod:`torchff.kernels.triton.losses` on
 CUDA for float32 / float16 / bfloat16; the composite of torch ops for every other device and
-dtype (complex residuals for ``l1_loss``). A vmap rule batches each op by broadcasting.
+dtype (complex residuals for ``l1_loss`` and ``laplace_nll_loss``). A vmap rule batches each op by broadcasting.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from torchff.kernels import _c, define
+from torchff.kernels._common import broadcast_shape, compute_dtype, result_dtype
 
 __all__ = [
     "MSE",
@@ -56,33 +57,8 @@ __all__ = [
 #: ``kind`` of :func:`regression`
 MSE, L1, GAUSSIAN, LAPLACE = 0, 1, 2, 3
 
-_HALF = (torch.float16, torch.bfloat16)
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
-
-
-def _compute(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _HALF else dtype
-
-
-def _shape(*tensors: Tensor | None) -> torch.Size:
-    """The broadcast shape (``torch.broadcast_shapes`` only when the shapes differ: it costs
-    more than a small op's kernel)."""
-    shapes = [t.shape for t in tensors if t is not None and t.dim()]  # a 0-d tensor broadcasts to any
-    if not shapes:
-        return torch.Size(())
-    first = shapes[0]
-    if all(s == first for s in shapes):
-        return first
-    return torch.broadcast_shapes(*shapes)
-
-
-def _promote(*tensors: Tensor | None) -> torch.dtype:
-    dtype = None
-    for t in tensors:
-        if t is not None:
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    return dtype
 
 
 def _real(dtype: torch.dtype) -> torch.dtype:
@@ -108,19 +84,19 @@ def _bce_elements(z: Tensor, y: Tensor, w: Tensor | None, pw: Tensor | None) -> 
 
 
 def _bce_composite(input, target, weight, pos_weight):
-    c = _compute(_promote(input, target, weight, pos_weight))
+    c = compute_dtype(result_dtype(input, target, weight, pos_weight))
     cast = [None if t is None else t.to(c) for t in (input, target, weight, pos_weight)]
     out = _bce_elements(*cast)
-    return out.expand(_shape(input, target, weight, pos_weight)).to(target.dtype).contiguous()
+    return out.expand(broadcast_shape(input, target, weight, pos_weight)).to(target.dtype).contiguous()
 
 
 def _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad):
-    c = _compute(_promote(input, target, weight, pos_weight))
+    c = compute_dtype(result_dtype(input, target, weight, pos_weight))
     g, z, y = grad.to(c), input.to(c), target.to(c)
     w = None if weight is None else weight.to(c)
     pw = None if pos_weight is None else pos_weight.to(c)
     gw = g if w is None else g * w
-    shape = _shape(grad, input, target, weight, pos_weight)
+    shape = broadcast_shape(grad, input, target, weight, pos_weight)
     gz = gy = None
     if input_grad:
         s = torch.sigmoid(z)
@@ -161,13 +137,13 @@ def _regression_elements(d: Tensor, a: Tensor | None, kind: int, full: bool, eps
 
 
 def _regression_composite(input, target, spread, kind, full, eps):
-    res_dtype = _promote(input, target)
-    c = _compute(_promote(input, target, spread))
-    d = input.to(_compute(res_dtype)) - target.to(_compute(res_dtype))
+    res_dtype = result_dtype(input, target)
+    c = compute_dtype(result_dtype(input, target, spread))
+    d = input.to(compute_dtype(res_dtype)) - target.to(compute_dtype(res_dtype))
     a = None if spread is None else spread.to(_real(c))
-    shape = _shape(input, target, spread)
+    shape = broadcast_shape(input, target, spread)
     loss = _regression_elements(d.to(c) if not d.is_complex() else d, a, kind, full, eps)
-    out_dtype = _real(_promote(input, target, spread))
+    out_dtype = _real(result_dtype(input, target, spread))
     return loss.expand(shape).to(out_dtype).contiguous(), d.expand(shape).to(res_dtype).contiguous()
 
 
@@ -187,18 +163,18 @@ def _regression_grads(g: Tensor, d: Tensor, a: Tensor | None, kind: int, eps: fl
         if spread_grad:
             ga = g * (0.5 * (1 / v - q * q))
         return gd, ga
-    gd = g * (torch.sign(d) / v)
+    gd = g * (torch.sgn(d) / v)  # sgn: d/|d| for a complex residual, sign for a real one
     if spread_grad:
         ga = g * ((1 - d.abs() / v) / v)
     return gd, ga
 
 
 def _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad):
-    c = _compute(_promote(grad, residual, spread))
+    c = compute_dtype(result_dtype(grad, residual, spread))
     g = grad.to(_real(c))
     d = residual.to(c) if not residual.is_complex() else residual
     a = None if spread is None else spread.to(_real(c))
-    shape = _shape(grad, residual, spread)
+    shape = broadcast_shape(grad, residual, spread)
     gd, ga = _regression_grads(g, d, a, kind, eps, spread_grad)
     gd = gd.expand(shape).to(residual.dtype).contiguous()
     ga = ga.expand(shape).to(spread.dtype).contiguous() if ga is not None else _none_like(residual)
@@ -209,11 +185,11 @@ def _regression_backward_composite(grad, residual, spread, kind, eps, spread_gra
 # fake (shapes and dtypes)
 # --------------------------------------------------------------------------------------
 def _bce_fake(input, target, weight, pos_weight):
-    return target.new_empty(_shape(input, target, weight, pos_weight))
+    return target.new_empty(broadcast_shape(input, target, weight, pos_weight))
 
 
 def _bce_backward_fake(grad, input, target, weight, pos_weight, input_grad, target_grad):
-    shape = _shape(grad, input, target, weight, pos_weight)
+    shape = broadcast_shape(grad, input, target, weight, pos_weight)
     return (
         input.new_empty(shape if input_grad else (0,)),
         target.new_empty(shape if target_grad else (0,)),
@@ -221,13 +197,13 @@ def _bce_backward_fake(grad, input, target, weight, pos_weight, input_grad, targ
 
 
 def _regression_fake(input, target, spread, kind, full, eps):
-    shape = _shape(input, target, spread)
-    res_dtype = _promote(input, target)
-    return input.new_empty(shape, dtype=_real(_promote(input, target, spread))), input.new_empty(shape, dtype=res_dtype)
+    shape = broadcast_shape(input, target, spread)
+    res_dtype = result_dtype(input, target)
+    return input.new_empty(shape, dtype=_real(result_dtype(input, target, spread))), input.new_empty(shape, dtype=res_dtype)
 
 
 def _regression_backward_fake(grad, residual, spread, kind, eps, spread_grad):
-    shape = _shape(grad, residual, spread)
+    shape = broadcast_shape(grad, residual, spread)
     ga = spread.new_empty(shape) if spread_grad else residual.new_empty(0)
     return residual.new_empty(shape), ga
 
@@ -264,10 +240,10 @@ def _grad_arg(grad: Tensor, shape, dtype) -> tuple[Tensor, int]:
 
 
 def _bce_cpu(input, target, weight, pos_weight):
-    dtype = _compute(_promote(input, target, weight, pos_weight))
+    dtype = compute_dtype(result_dtype(input, target, weight, pos_weight))
     if dtype not in _C_DTYPES:
         return _bce_composite(input, target, weight, pos_weight)
-    shape = _shape(input, target, weight, pos_weight)
+    shape = broadcast_shape(input, target, weight, pos_weight)
     z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
     out = z.new_empty(shape)
     if out.numel():
@@ -276,10 +252,10 @@ def _bce_cpu(input, target, weight, pos_weight):
 
 
 def _bce_backward_cpu(grad, input, target, weight, pos_weight, input_grad, target_grad):
-    dtype = _compute(_promote(grad, input, target, weight, pos_weight))
+    dtype = compute_dtype(result_dtype(grad, input, target, weight, pos_weight))
     if dtype not in _C_DTYPES:
         return _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad)
-    shape = _shape(grad, input, target, weight, pos_weight)
+    shape = broadcast_shape(grad, input, target, weight, pos_weight)
     z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
     g, g_full = _grad_arg(grad, shape, dtype)
     gz = z.new_empty(shape) if input_grad else None
@@ -298,12 +274,12 @@ def _bce_backward_cpu(grad, input, target, weight, pos_weight, input_grad, targe
 
 
 def _regression_cpu(input, target, spread, kind, full, eps):
-    res_dtype = _promote(input, target)
-    out_dtype = _promote(input, target, spread)
-    dtype = _compute(out_dtype)
-    if dtype not in _C_DTYPES or _compute(res_dtype) != dtype:
+    res_dtype = result_dtype(input, target)
+    out_dtype = result_dtype(input, target, spread)
+    dtype = compute_dtype(out_dtype)
+    if dtype not in _C_DTYPES or compute_dtype(res_dtype) != dtype:
         return _regression_composite(input, target, spread, kind, full, eps)
-    shape = _shape(input, target, spread)
+    shape = broadcast_shape(input, target, spread)
     x, y, a = (_full(t, shape, dtype) for t in (input, target, spread))
     loss, res = x.new_empty(shape), x.new_empty(shape)
     if loss.numel():
@@ -312,10 +288,10 @@ def _regression_cpu(input, target, spread, kind, full, eps):
 
 
 def _regression_backward_cpu(grad, residual, spread, kind, eps, spread_grad):
-    dtype = _compute(_promote(grad, residual, spread))
-    if dtype not in _C_DTYPES or _compute(residual.dtype) != dtype:
+    dtype = compute_dtype(result_dtype(grad, residual, spread))
+    if dtype not in _C_DTYPES or compute_dtype(residual.dtype) != dtype:
         return _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad)
-    shape = _shape(grad, residual, spread)
+    shape = broadcast_shape(grad, residual, spread)
     d, a = _full(residual, shape, dtype), _full(spread, shape, dtype)
     g, g_full = _grad_arg(grad, shape, dtype)
     gd = d.new_empty(shape)

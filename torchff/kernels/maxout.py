@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-from torchff.kernels import _c, define
+from torchff.kernels import _c, batch_first, define
 
 __all__ = ["index_dtype", "maxout", "maxout_backward"]
 
@@ -45,6 +45,12 @@ def index_dtype(pieces: int) -> torch.dtype:
 def _out_shape(shape, pieces: int, dim: int) -> list[int]:
     s = list(shape)
     s[dim] //= pieces
+    return s
+
+
+def _in_shape(shape, pieces: int, dim: int) -> list[int]:
+    s = list(shape)
+    s[dim] *= pieces
     return s
 
 
@@ -99,9 +105,7 @@ def _maxout_fake(x: Tensor, pieces: int, dim: int) -> tuple[Tensor, Tensor]:
 
 
 def _backward_fake(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor:
-    shape = list(grad.shape)
-    shape[dim] *= pieces
-    return grad.new_empty(shape)
+    return grad.new_empty(_in_shape(grad.shape, pieces, dim))
 
 
 # --------------------------------------------------------------------------------------
@@ -131,9 +135,7 @@ def _backward_cpu(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor:
     if fn is None or index.dtype != torch.uint8:
         return _backward_composite(grad, index, pieces, dim)
     grad, index = grad.contiguous(), index.contiguous()
-    shape = list(grad.shape)
-    shape[dim] *= pieces
-    grad_in = grad.new_empty(shape)
+    grad_in = grad.new_empty(_in_shape(grad.shape, pieces, dim))
     if grad.numel():
         inner = math.prod(grad.shape[dim + 1:])
         _c.run(fn, [grad, index], (grad_in.data_ptr(), grad.data_ptr(), pieces, inner))
@@ -166,17 +168,12 @@ def _backward_cuda(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor
 # vmap: the batch moves to dim 0, the maxout dim one further
 # --------------------------------------------------------------------------------------
 def _maxout_vmap(info, in_dims, x, pieces, dim):
-    (x_dim, _, _) = in_dims
-    x = x.movedim(x_dim, 0) if x_dim is not None else x.expand(info.batch_size, *x.shape)
+    (x,) = batch_first(info, in_dims, x)
     return maxout(x, pieces, dim + 1), (0, 0)
 
 
 def _backward_vmap(info, in_dims, grad, index, pieces, dim):
-    moved = [
-        t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
-        for t, d in zip((grad, index), in_dims[:2])
-    ]
-    return maxout_backward(*moved, pieces, dim + 1), 0
+    return maxout_backward(*batch_first(info, in_dims, grad, index), pieces, dim + 1), 0
 
 
 maxout = define(

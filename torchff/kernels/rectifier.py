@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from torchff.kernels import _c
-from torchff.kernels._library import define, elementwise_vmap
+from torchff.kernels._library import batch_first, define, elementwise_vmap
 
 __all__ = ["abs_sign", "leaky_backward", "leaky_mask", "prelu", "prelu_backward", "step", "times_small"]
 
@@ -348,14 +348,6 @@ def _prelu_fake(x: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Ten
     return _empty_like(x), _empty_like(x, torch.bool) if with_mask else _none(x, torch.bool)
 
 
-def _batch_first(info, in_dims, *tensors):
-    """Each tensor with its vmap batch at dim 0 (unbatched ones expanded to the batch)."""
-    return [
-        t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
-        for t, d in zip(tensors, in_dims)
-    ]
-
-
 def _batched_weight_view(w: Tensor, ndim: int) -> Tensor:
     """A batch of weights ``(B, ...)`` shaped to broadcast against a batch of ``ndim``-d inputs."""
     if w.shape[1:].numel() == 1:
@@ -365,7 +357,7 @@ def _batched_weight_view(w: Tensor, ndim: int) -> Tensor:
 
 def _prelu_vmap(info, in_dims, x, weight, with_mask):
     # the slopes may differ per sample: broadcasting torch ops on the batched tensors
-    x, weight = _batch_first(info, in_dims, x, weight)
+    x, weight = batch_first(info, in_dims, x, weight)
     out = torch._prelu_kernel(x, _batched_weight_view(weight, x.dim() - 1))
     if with_mask:
         return (out, x > 0), (0, 0)
@@ -443,7 +435,7 @@ def _prelu_backward_fake(grad, saved, weight, need_input, need_weight):
 
 
 def _prelu_backward_vmap(info, in_dims, grad, saved, weight, need_input, need_weight):
-    grad, saved, weight = _batch_first(info, in_dims, grad, saved, weight)
+    grad, saved, weight = batch_first(info, in_dims, grad, saved, weight)
     positive = saved if saved.dtype == torch.bool else saved > 0
     w = _batched_weight_view(weight, grad.dim() - 1)
     gi = torch.where(positive, grad, grad * w) if need_input else _none(grad)

@@ -16,7 +16,6 @@ them, ``(out, in)``; so the lecture's XOR network
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -24,32 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchff._validate import check_int, check_positive_or_none, check_probability
 from torchff.nn.maxout import MaxoutLinear, max_norm_
 from torchff.nn.rbf import CENTER_INITS, RBF
 from torchff.nn.registry import get_activation
 
 __all__ = ["MLP"]
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, 1), got {value!r}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
 
 
 class MLP(nn.Module):
@@ -120,28 +99,26 @@ class MLP(nn.Module):
         center_init: str | None = "batch",
     ) -> None:
         super().__init__()
-        self.in_features = _check_int("in_features", in_features)
-        self.out_features = _check_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         if isinstance(hidden_features, (str, bytes)) or not isinstance(hidden_features, Sequence):
             raise TypeError(f"hidden_features must be a list of ints, got {hidden_features!r}")
-        self.hidden_features = [_check_int(f"hidden_features[{i}]", h) for i, h in enumerate(hidden_features)]
-        self.dropout = _check_probability("dropout", dropout)
-        self.input_dropout = _check_probability("input_dropout", input_dropout)
+        self.hidden_features = [check_int(f"hidden_features[{i}]", h) for i, h in enumerate(hidden_features)]
+        self.dropout = check_probability("dropout", dropout)
+        self.input_dropout = check_probability("input_dropout", input_dropout)
         if bias_init is not None and (isinstance(bias_init, bool) or not isinstance(bias_init, (int, float))):
             raise TypeError(f"bias_init must be a float or None, got {bias_init!r}")
         if bias_init is not None and not bias:
             raise ValueError("bias_init needs bias=True")
         self.bias_init = None if bias_init is None else float(bias_init)
-        if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm <= 0):
-            raise ValueError(f"max_norm must be a positive float or None, got {max_norm!r}")
-        self.max_norm = None if max_norm is None else float(max_norm)
+        self.max_norm = check_positive_or_none("max_norm", max_norm)
         activation_kwargs = dict(activation_kwargs or {})
 
         self.maxout = isinstance(activation, str) and activation.lower() == "maxout"
         if self.maxout:
             if pieces is None:
                 raise ValueError('activation="maxout" needs pieces=k (the number of affine pieces per unit)')
-            self.pieces: int | None = _check_int("pieces", pieces)
+            self.pieces: int | None = check_int("pieces", pieces)
             if activation_kwargs:
                 raise ValueError("activation_kwargs do not apply to maxout layers")
         elif pieces is not None:
@@ -167,7 +144,7 @@ class MLP(nn.Module):
             layers["drop0"] = nn.Dropout(self.input_dropout)
         width = self.in_features
         if features == "rbf":
-            num_centers = _check_int("num_centers", num_centers)
+            num_centers = check_int("num_centers", num_centers)
             layers["rbf"] = RBF(width, num_centers, gamma, learnable=bool(learnable_centers), **factory)
             width = num_centers
         for i, h in enumerate(self.hidden_features, start=1):

@@ -15,7 +15,6 @@ they do not change with the training seed. Batch sizes are per process (as Light
 from __future__ import annotations
 
 import math
-import operator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from torchff._validate import check_int, check_number
 from torchff.train import datasets as D
 from torchff.train.errors import ConfigError, CorruptDataError, DataNotFoundError
 
@@ -40,27 +40,6 @@ __all__ = [
 ]
 
 Split = tuple[Tensor, Tensor]
-
-
-def _int(name: str, value: Any, minimum: int = 1) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(name: str, value: Any, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not value >= minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -99,11 +78,11 @@ class TensorDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.batch_size = _int("batch_size", batch_size)
-        self.eval_batch_size = self.batch_size if eval_batch_size is None else _int("eval_batch_size", eval_batch_size)
-        self.num_workers = _int("num_workers", num_workers, minimum=0)
+        self.batch_size = check_int("batch_size", batch_size)
+        self.eval_batch_size = self.batch_size if eval_batch_size is None else check_int("eval_batch_size", eval_batch_size)
+        self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.pin_memory = bool(pin_memory)
-        self.seed = _int("seed", seed, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0)
         self.data_train: TensorDataset | None = None
         self.data_val: TensorDataset | None = None
         self.data_test: TensorDataset | None = None
@@ -192,10 +171,10 @@ class _Synthetic2D(TensorDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
-        self.n_train = _int("n_train", n_train)
-        self.n_val = _int("n_val", n_val)
-        self.n_test = _int("n_test", n_test)
-        self.noise = _float("noise", noise)
+        self.n_train = check_int("n_train", n_train)
+        self.n_val = check_int("n_val", n_val)
+        self.n_test = check_int("n_test", n_test)
+        self.noise = check_number("noise", noise)
 
     def sample(self, n: int, generator: torch.Generator) -> Split:
         raise NotImplementedError
@@ -217,7 +196,7 @@ class CirclesDataModule(_Synthetic2D):
 
     def __init__(self, factor: float = 0.5, noise: float = 0.05, **kwargs: Any) -> None:
         super().__init__(noise=noise, **kwargs)
-        self.factor = _float("factor", factor)
+        self.factor = check_number("factor", factor)
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
 
@@ -230,8 +209,8 @@ class SpiralsDataModule(_Synthetic2D):
 
     def __init__(self, num_classes: int = 3, turns: float = 1.0, noise: float = 0.05, **kwargs: Any) -> None:
         super().__init__(noise=noise, **kwargs)
-        self.num_classes = _int("num_classes", num_classes, minimum=2)
-        self.turns = _float("turns", turns)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.turns = check_number("turns", turns)
 
     def sample(self, n: int, generator: torch.Generator) -> Split:
         return D.make_spirals(n, self.num_classes, self.noise, self.turns, generator)
@@ -275,22 +254,22 @@ class Regression1DDataModule(TensorDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
-        self.n_train = _int("n_train", n_train)
-        self.n_val = _int("n_val", n_val)
-        self.n_test = _int("n_test", n_test)
+        self.n_train = check_int("n_train", n_train)
+        self.n_val = check_int("n_val", n_val)
+        self.n_test = check_int("n_test", n_test)
         D.regression_function(function, torch.zeros(1))  # validates the name
         self.function = function
-        self.frequency = _float("frequency", frequency, minimum=-math.inf)
-        self.x_min = _float("x_min", x_min, minimum=-math.inf)
-        self.x_max = _float("x_max", x_max, minimum=-math.inf)
+        self.frequency = check_number("frequency", frequency, minimum=-math.inf)
+        self.x_min = check_number("x_min", x_min, minimum=-math.inf)
+        self.x_max = check_number("x_max", x_max, minimum=-math.inf)
         if not self.x_min < self.x_max:
             raise ValueError(f"x_min must be < x_max, got {x_min} and {x_max}")
-        self.noise = _float("noise", noise)
-        self.outlier_prob = _float("outlier_prob", outlier_prob)
+        self.noise = check_number("noise", noise)
+        self.outlier_prob = check_number("outlier_prob", outlier_prob)
         if self.outlier_prob > 1:
             raise ValueError(f"outlier_prob must be in [0, 1], got {outlier_prob}")
-        self.outlier_scale = _float("outlier_scale", outlier_scale)
-        self.outlier_df = _int("outlier_df", outlier_df)
+        self.outlier_scale = check_number("outlier_scale", outlier_scale)
+        self.outlier_df = check_int("outlier_df", outlier_df)
         if outlier_side not in ("positive", "both"):
             raise ValueError(f"outlier_side must be 'positive' or 'both', got {outlier_side!r}")
         self.outlier_side = outlier_side
@@ -368,7 +347,7 @@ class IDXImageDataModule(TensorDataModule):
         if isinstance(val_size, float) and 0.0 < val_size < 1.0:
             self.val_size: int | float = val_size
         else:
-            self.val_size = _int("val_size", val_size)
+            self.val_size = check_int("val_size", val_size)
         self.normalize = bool(normalize)
         self.download = bool(download)
 

@@ -11,6 +11,7 @@ from torchmetrics import MaxMetric, MeanAbsoluteError, MeanMetric, MeanSquaredEr
 from torchmetrics.classification import Accuracy, ConfusionMatrix
 
 import torchff.nn as tnn
+from torchff._validate import check_positive_or_none
 
 __all__ = ["FeedforwardModule"]
 
@@ -70,9 +71,7 @@ class FeedforwardModule(L.LightningModule):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
         self.scheduler_monitor = scheduler_monitor
-        if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm <= 0):
-            raise ValueError(f"max_norm must be a positive number or None, got {max_norm!r}")
-        self.max_norm = None if max_norm is None else float(max_norm)
+        self.max_norm = check_positive_or_none("max_norm", max_norm)
 
         self.task = self.output.task  # "regression" | "binary" | "multiclass"
         if self.task == "multiclass":

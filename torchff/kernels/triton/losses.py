@@ -18,11 +18,24 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from torchff.kernels._common import broadcast_shape, result_dtype
+
 __all__ = ["bce_with_logits", "bce_with_logits_backward", "regression", "regression_backward"]
 
 BLOCK = 1024
 _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
+
+
+@triton.jit
+def _upstream(g_ptr, offs, mask, G_FULL: tl.constexpr):
+    """The upstream gradient at ``offs`` in float32: one element per output, or the one element
+    of a reduced loss's gradient (``G_FULL=False``)."""
+    if G_FULL:
+        g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
+    else:
+        g = tl.load(g_ptr).to(tl.float32)
+    return g
 
 
 @triton.jit
@@ -53,10 +66,7 @@ def bce_backward_kernel(
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     z = tl.load(z_ptr + offs, mask=mask).to(tl.float32)
-    if G_FULL:
-        g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    else:
-        g = tl.load(g_ptr).to(tl.float32)
+    g = _upstream(g_ptr, offs, mask, G_FULL)
     if HAS_W:
         g = g * tl.load(w_ptr + offs, mask=mask).to(tl.float32)
     e = tl.exp(-tl.abs(z))
@@ -116,10 +126,7 @@ def regression_backward_kernel(
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     d = tl.load(d_ptr + offs, mask=mask).to(tl.float32)
-    if G_FULL:
-        g = tl.load(g_ptr + offs, mask=mask).to(tl.float32)
-    else:
-        g = tl.load(g_ptr).to(tl.float32)
+    g = _upstream(g_ptr, offs, mask, G_FULL)
     if HAS_A:
         a = tl.load(a_ptr + offs, mask=mask).to(tl.float32)
     sgn = tl.where(d > 0.0, 1.0, tl.where(d < 0.0, -1.0, tl.where(d == d, 0.0, d)))
@@ -149,13 +156,6 @@ def regression_backward_kernel(
     tl.store(gd_ptr + offs, gd.to(gd_ptr.dtype.element_ty), mask=mask)
 
 
-def _shape(*tensors):
-    shapes = [t.shape for t in tensors if t is not None and t.dim()]  # a 0-d tensor broadcasts to any
-    if not shapes:
-        return torch.Size(())
-    return shapes[0] if all(s == shapes[0] for s in shapes) else torch.broadcast_shapes(*shapes)
-
-
 def _full(t: Tensor | None, shape) -> Tensor | None:
     if t is None:
         return None
@@ -168,17 +168,9 @@ def _grad(grad: Tensor, shape) -> tuple[Tensor, bool]:
     return _full(grad, shape), True
 
 
-def _promote(*tensors):
-    dtype = None
-    for t in tensors:
-        if t is not None:
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    return dtype
-
-
 def bce_with_logits(input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None) -> Tensor:
     """``torchff::bce_with_logits``: the unreduced loss, in the target's dtype."""
-    shape = _shape(input, target, weight, pos_weight)
+    shape = broadcast_shape(input, target, weight, pos_weight)
     z, y, w, pw = (_full(t, shape) for t in (input, target, weight, pos_weight))
     out = torch.empty(shape, dtype=target.dtype, device=z.device)
     n = out.numel()
@@ -192,7 +184,7 @@ def bce_with_logits(input: Tensor, target: Tensor, weight: Tensor | None, pos_we
 
 def bce_with_logits_backward(grad, input, target, weight, pos_weight, input_grad: bool, target_grad: bool):
     """``torchff::bce_with_logits_backward``: ``(grad_input, grad_target)``, empty where not asked."""
-    shape = _shape(grad, input, target, weight, pos_weight)
+    shape = broadcast_shape(grad, input, target, weight, pos_weight)
     z, y, w, pw = (_full(t, shape) for t in (input, target, weight, pos_weight))
     g, g_full = _grad(grad, shape)
     gz = torch.empty(shape if input_grad else (0,), dtype=input.dtype, device=z.device)
@@ -209,10 +201,10 @@ def bce_with_logits_backward(grad, input, target, weight, pos_weight, input_grad
 
 def regression(input, target, spread, kind: int, full: bool, eps: float):
     """``torchff::regression``: ``(loss, residual)``."""
-    shape = _shape(input, target, spread)
+    shape = broadcast_shape(input, target, spread)
     x, y, a = (_full(t, shape) for t in (input, target, spread))
-    loss = torch.empty(shape, dtype=_promote(input, target, spread), device=x.device)
-    res = torch.empty(shape, dtype=_promote(input, target), device=x.device)
+    loss = torch.empty(shape, dtype=result_dtype(input, target, spread), device=x.device)
+    res = torch.empty(shape, dtype=result_dtype(input, target), device=x.device)
     n = loss.numel()
     if n:
         c = (_LOG_2PI if kind == 2 else _LOG_2) if full and kind >= 2 else 0.0
@@ -225,7 +217,7 @@ def regression(input, target, spread, kind: int, full: bool, eps: float):
 
 def regression_backward(grad, residual, spread, kind: int, eps: float, spread_grad: bool):
     """``torchff::regression_backward``: ``(grad_residual, grad_spread)``, the latter empty unless asked."""
-    shape = _shape(grad, residual, spread)
+    shape = broadcast_shape(grad, residual, spread)
     d, a = _full(residual, shape), _full(spread, shape)
     g, g_full = _grad(grad, shape)
     gd = torch.empty(shape, dtype=residual.dtype, device=d.device)
