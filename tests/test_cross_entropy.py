@@ -293,3 +293,76 @@ def test_logits_changed_in_place_after_the_forward_as_torch():
             loss.backward()
             grads.append(z.grad)
         torch.testing.assert_close(grads[0], grads[1])
+
+
+# --------------------------------------------------------------------------------------
+# torch.compile
+# --------------------------------------------------------------------------------------
+def _compiled_graphs(fn, *args):
+    """The forward and backward graphs AOT autograd builds for ``fn`` (fullgraph), run once."""
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    graphs = []
+
+    def keep(g, _):
+        graphs.append(g)
+        return g
+
+    torch._dynamo.reset()
+    try:
+        out = torch.compile(fn, fullgraph=True, backend=lambda g, i: aot_module_simplified(
+            g, i, fw_compiler=keep, bw_compiler=keep))(*args)
+        out.sum().backward()
+    finally:
+        torch._dynamo.reset()
+    return graphs
+
+
+COMPILE_CASES = [
+    ("index", (6, 5), torch.tensor([0, 4, -100, 1, 2, 3]), dict()),
+    ("index-weight-smoothing-none", (6, 5), torch.tensor([0, 4, -100, 1, 2, 3]),
+     dict(weight=torch.rand(5, dtype=D) + 0.3, label_smoothing=0.2, reduction="none")),
+    ("index-kdim-sum", (3, 5, 2), torch.tensor([[0, 2], [4, -100], [1, 3]]), dict(reduction="sum")),
+    ("probs", (6, 5), None, dict(label_smoothing=0.1)),
+]
+
+
+@pytest.mark.parametrize("name,shape,target,kw", COMPILE_CASES, ids=[c[0] for c in COMPILE_CASES])
+def test_compile_fullgraph_matches_eager(name, shape, target, kw):
+    from torchff.testing import check_compile
+
+    x = _x(*shape)
+    if target is None:
+        target = torch.softmax(torch.randn(shape, dtype=D), 1)
+    check_compile(lambda z: F.cross_entropy(z, target, **kw), x)
+
+
+@pytest.mark.parametrize("name,shape,target,kw", COMPILE_CASES, ids=[c[0] for c in COMPILE_CASES])
+def test_compiled_backward_is_the_first_order_formula_only(name, shape, target, kw):
+    # the gradient (or log-probability) output serves double backward only; the compiled
+    # backward must not trace that term with a zero tangent (a logits-sized pass for nothing)
+    x = _x(*shape)
+    if target is None:
+        target = torch.softmax(torch.randn(shape, dtype=D), 1)
+    fw, bw = _compiled_graphs(lambda z: F.cross_entropy(z, target, **kw), x)
+    ops_in = lambda g: {str(n.target) for n in g.graph.nodes if n.op == "call_function"}
+    assert any("torchff.cross_entropy" in o for o in ops_in(fw))
+    backward_ops = ops_in(bw)
+    for wasted in ("aten.zeros.default", "aten.scatter_add.default", "aten.exp.default"):
+        assert wasted not in backward_ops, (wasted, backward_ops)
+    # the compiled forward keeps what eager keeps: the gradient rows (class indices), or the
+    # log-probabilities and the target (class probabilities)
+    logits_sized = [n for n in fw.graph.output_node().args[0][1:]
+                    if n is not None and tuple(n.meta["val"].shape) == shape]
+    assert len(logits_sized) == (2 if name == "probs" else 1)
+
+
+@pytest.mark.slow
+def test_compile_inductor_matches_eager_float32():
+    from torchff.testing import check_compile
+
+    x = torch.randn(64, 33, requires_grad=True)
+    t = torch.randint(0, 33, (64,))
+    t[3] = -100
+    check_compile(lambda z: F.cross_entropy(z, t), x, backend="inductor")
+    check_compile(lambda z: F.cross_entropy(z, t, reduction="none", label_smoothing=0.1), x, backend="inductor")

@@ -38,13 +38,34 @@ from torchff.kernels import cross_entropy as _ops
 __all__ = ["NLLLossFunction"]
 
 
-def _traceable(cls: type) -> type:
+def _traceable(cls: type | None = None, *, internal_output: bool = False):
     """``cls`` without its ``jvp``, for ``torch.compile``: dynamo cannot trace a Function with a
     custom ``jvp`` (it breaks the graph), and forward mode does not run through compiled code.
-    ``torchff.functional`` applies this twin (``<name>Traceable`` in this module) while compiling."""
-    twin = type(cls.__name__ + "Traceable", (cls,), {"jvp": staticmethod(Function.jvp), "__module__": cls.__module__})
-    globals()[twin.__name__] = twin
-    return cls
+    ``torchff.functional`` applies this twin (``<name>Traceable`` in this module) while compiling.
+
+    ``internal_output``: the Function's second output (the gradient or the log-probabilities it
+    keeps for backward, which ``torchff.functional`` never returns) is differentiable only for
+    double backward, which compiled graphs do not run; the twin marks it non-differentiable.
+    Otherwise AOT autograd traces the backward with a zero tangent for it and computes the
+    double-backward term (a logits-sized pass) for nothing."""
+
+    def wrap(cls: type) -> type:
+        body = {"jvp": staticmethod(Function.jvp), "__module__": cls.__module__}
+        if internal_output:
+            def setup_context(ctx, inputs, output):
+                cls.setup_context(ctx, inputs, output)
+                ctx.mark_non_differentiable(output[1])
+
+            def backward(ctx, grad, _grad_internal):  # (a zero tangent under compile)
+                return cls.backward(ctx, grad, None)
+
+            body["setup_context"] = staticmethod(setup_context)
+            body["backward"] = staticmethod(backward)
+        twin = type(cls.__name__ + "Traceable", (cls,), body)
+        globals()[twin.__name__] = twin
+        return cls
+
+    return wrap if cls is None else wrap(cls)
 
 
 def _rows_layout(t: Tensor) -> Tensor:
@@ -97,7 +118,7 @@ def _softmax_jvp(p: Tensor, k: Tensor, v: Tensor, cdim: int) -> Tensor:
     return k * p * (v - (v * p).sum(cdim, keepdim=True))
 
 
-@_traceable
+@_traceable(internal_output=True)
 class _CrossEntropyFunction(Function):
     r"""Softmax cross-entropy with class-index targets (torch's ``cross_entropy`` for integer targets).
 
@@ -159,7 +180,7 @@ class _CrossEntropyFunction(Function):
         return dl, _rows_layout(dG.to(G.dtype))
 
 
-@_traceable
+@_traceable(internal_output=True)
 class _CrossEntropyProbsFunction(Function):
     r"""Softmax cross-entropy with class-probability targets (``target`` shaped like ``input``).
 
