@@ -38,7 +38,7 @@ from torchff.kernels import cross_entropy as _ops
 __all__ = ["NLLLossFunction"]
 
 
-def _traceable(cls: type | None = None, *, internal_output: bool = False):
+def _traceable(cls: type | None = None, *, internal_output: bool = False, traced_forward=None):
     """``cls`` without its ``jvp``, for ``torch.compile``: dynamo cannot trace a Function with a
     custom ``jvp`` (it breaks the graph), and forward mode does not run through compiled code.
     ``torchff.functional`` applies this twin (``<name>Traceable`` in this module) while compiling.
@@ -47,10 +47,16 @@ def _traceable(cls: type | None = None, *, internal_output: bool = False):
     keeps for backward, which ``torchff.functional`` never returns) is differentiable only for
     double backward, which compiled graphs do not run; the twin marks it non-differentiable.
     Otherwise AOT autograd traces the backward with a zero tangent for it and computes the
-    double-backward term (a logits-sized pass) for nothing."""
+    double-backward term (a logits-sized pass) for nothing.
+
+    ``traced_forward``: the twin's forward, the op's composite (its implementation for devices
+    without a kernel, torch ops): the compiler sees into it and fuses it with its neighbours,
+    where the op would be one opaque call. The backward stays the Function's."""
 
     def wrap(cls: type) -> type:
         body = {"jvp": staticmethod(Function.jvp), "__module__": cls.__module__}
+        if traced_forward is not None:
+            body["forward"] = staticmethod(traced_forward)
         if internal_output:
             def setup_context(ctx, inputs, output):
                 cls.setup_context(ctx, inputs, output)
@@ -118,7 +124,12 @@ def _softmax_jvp(p: Tensor, k: Tensor, v: Tensor, cdim: int) -> Tensor:
     return k * p * (v - (v * p).sum(cdim, keepdim=True))
 
 
-@_traceable(internal_output=True)
+def _traced_cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: int, label_smoothing: float):
+    """``_CrossEntropyFunction.forward`` in torch ops (the op's composite), for ``torch.compile``."""
+    return _ops.composite_cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing)
+
+
+@_traceable(internal_output=True, traced_forward=_traced_cross_entropy)
 class _CrossEntropyFunction(Function):
     r"""Softmax cross-entropy with class-index targets (torch's ``cross_entropy`` for integer targets).
 
