@@ -23,7 +23,10 @@ label smoothing :math:`\varepsilon` and ``ignore_index`` (rows with it contribut
   all-ignored batch gives nan, as torch), ``'sum'`` adds the rows.
 
 The loss and the gradient come from one op, ``torch.ops.torchff.cross_entropy``
-(:mod:`torchff.kernels.cross_entropy`), in one pass over the logits.
+(:mod:`torchff.kernels.cross_entropy`), in one pass over the logits. Under ``torch.compile``
+the Function's twin traces that op's composite instead (the same torch ops the op runs on
+devices without a kernel), so the compiler fuses it and may recompute the gradient in backward
+rather than keep it; the backward formula is the same.
 """
 
 from __future__ import annotations

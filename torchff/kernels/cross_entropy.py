@@ -133,10 +133,11 @@ def _composite_rows(z: Tensor, t: Tensor, weight: Tensor | None, ignore_index: i
     # pointwise in (n, c), the target's term by comparison with the class index rather than a
     # scatter: under torch.compile the gradient fuses into one kernel that the partitioner may
     # recompute in backward from the logits and the row statistics
-    is_target = torch.arange(C, device=z.device) == safe
-    g = e * (sc * (b + (eps / C) * W) / s.squeeze(1)).unsqueeze(1) - torch.where(is_target, (sc * b).unsqueeze(1), 0.0)
+    g = e * (sc * (b + (eps / C) * W) / s.squeeze(1)).unsqueeze(1)
     if eps:
         g = g - (sc * (eps / C)).unsqueeze(1) * (1.0 if w is None else w)
+    is_target = torch.arange(C, device=z.device) == safe
+    g = g - torch.where(is_target, (sc * b).unsqueeze(1), 0.0)
     g = torch.where(valid.unsqueeze(1), g, 0.0)
     return loss, g
 
