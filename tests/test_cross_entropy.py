@@ -293,3 +293,109 @@ def test_logits_changed_in_place_after_the_forward_as_torch():
             loss.backward()
             grads.append(z.grad)
         torch.testing.assert_close(grads[0], grads[1])
+
+
+# --------------------------------------------------------------------------------------
+# torch.compile
+# --------------------------------------------------------------------------------------
+def _compiled_graphs(fn, *args, partition_fn=None):
+    """The forward and backward graphs AOT autograd builds for ``fn`` (fullgraph), run once."""
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    graphs = []
+
+    def keep(g, _):
+        graphs.append(g)
+        return g
+
+    extra = {} if partition_fn is None else {"partition_fn": partition_fn}
+    torch._dynamo.reset()
+    try:
+        out = torch.compile(fn, fullgraph=True, backend=lambda g, i: aot_module_simplified(
+            g, i, fw_compiler=keep, bw_compiler=keep, **extra))(*args)
+        out.sum().backward()
+    finally:
+        torch._dynamo.reset()
+    return graphs
+
+
+def _graph_ops(g) -> set:
+    return {str(n.target) for n in g.graph.nodes if n.op == "call_function"}
+
+
+COMPILE_CASES = [
+    ("index", (6, 5), torch.tensor([0, 4, -100, 1, 2, 3]), dict()),
+    ("index-weight-smoothing-none", (6, 5), torch.tensor([0, 4, -100, 1, 2, 3]),
+     dict(weight=torch.rand(5, dtype=D) + 0.3, label_smoothing=0.2, reduction="none")),
+    ("index-kdim-sum", (3, 5, 2), torch.tensor([[0, 2], [4, -100], [1, 3]]), dict(reduction="sum")),
+    ("probs", (6, 5), None, dict(label_smoothing=0.1)),
+]
+
+
+@pytest.mark.parametrize("name,shape,target,kw", COMPILE_CASES, ids=[c[0] for c in COMPILE_CASES])
+def test_compile_fullgraph_matches_eager(name, shape, target, kw):
+    from torchff.testing import check_compile
+
+    x = _x(*shape)
+    if target is None:
+        target = torch.softmax(torch.randn(shape, dtype=D), 1)
+    check_compile(lambda z: F.cross_entropy(z, target, **kw), x)
+
+
+@pytest.mark.parametrize("name,shape,target,kw", COMPILE_CASES, ids=[c[0] for c in COMPILE_CASES])
+def test_compiled_backward_is_the_first_order_formula_only(name, shape, target, kw):
+    # the gradient (or log-probability) output serves double backward only; the compiled
+    # backward must not trace that term with a zero tangent (a logits-sized pass for nothing)
+    x = _x(*shape)
+    if target is None:
+        target = torch.softmax(torch.randn(shape, dtype=D), 1)
+    fw, bw = _compiled_graphs(lambda z: F.cross_entropy(z, target, **kw), x)
+    backward_ops = _graph_ops(bw)
+    for wasted in ("aten.zeros.default", "aten.scatter_add.default", "aten.exp.default"):
+        assert wasted not in backward_ops, (wasted, backward_ops)
+    # the forward keeps what eager keeps: the gradient rows (class indices), or the
+    # log-probabilities and the target (class probabilities)
+    logits_sized = [n for n in fw.graph.output_node().args[0][1:]
+                    if n is not None and tuple(n.meta["val"].shape) == shape]
+    assert len(logits_sized) == (2 if name == "probs" else 1)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(weight=torch.rand(64) + 0.3, label_smoothing=0.2, reduction="none")])
+def test_compile_traces_the_composite_and_recomputes_the_gradient(kw):
+    # class indices: compile traces the op's composite (torch ops, no opaque call), so
+    # inductor's partitioner (at a size where recomputing pays) keeps the logits (an input) and
+    # row statistics rather than the gradient, as it does for torch's cross_entropy
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    x = torch.randn(512, 64, requires_grad=True)
+    target = torch.randint(0, 64, (512,))
+    target[::7] = -100
+    fw, bw = _compiled_graphs(lambda z: F.cross_entropy(z, target, **kw), x,
+                              partition_fn=min_cut_rematerialization_partition)
+    assert not any("torchff" in o for o in _graph_ops(fw) | _graph_ops(bw))
+    assert "aten.scatter_add.default" not in _graph_ops(fw)
+    inputs = {n for n in fw.graph.nodes if n.op == "placeholder"}
+    saved = [n for n in fw.graph.output_node().args[0][1:] if n is not None]
+    new_logits_sized = [n for n in saved if n not in inputs and n.meta["val"].numel() >= x.numel()]
+    assert not new_logits_sized, new_logits_sized
+
+
+def test_compiled_bad_class_index_raises():
+    z, t = torch.randn(4, 5, requires_grad=True), torch.tensor([0, 7, 1, 2])
+    torch._dynamo.reset()
+    try:
+        with pytest.raises(RuntimeError, match="out of bounds"):
+            torch.compile(F.cross_entropy, fullgraph=True, backend="aot_eager")(z, t)
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_compile_inductor_matches_eager_float32():
+    from torchff.testing import check_compile
+
+    x = torch.randn(64, 33, requires_grad=True)
+    t = torch.randint(0, 33, (64,))
+    t[3] = -100
+    check_compile(lambda z: F.cross_entropy(z, t), x, backend="inductor")
+    check_compile(lambda z: F.cross_entropy(z, t, reduction="none", label_smoothing=0.1), x, backend="inductor")

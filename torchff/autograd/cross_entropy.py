@@ -23,7 +23,10 @@ label smoothing :math:`\varepsilon` and ``ignore_index`` (rows with it contribut
   all-ignored batch gives nan, as torch), ``'sum'`` adds the rows.
 
 The loss and the gradient come from one op, ``torch.ops.torchff.cross_entropy``
-(:mod:`torchff.kernels.cross_entropy`), in one pass over the logits.
+(:mod:`torchff.kernels.cross_entropy`), in one pass over the logits. Under ``torch.compile``
+the Function's twin traces that op's composite instead (the same torch ops the op runs on
+devices without a kernel), so the compiler fuses it and may recompute the gradient in backward
+rather than keep it; the backward formula is the same.
 """
 
 from __future__ import annotations
@@ -38,13 +41,40 @@ from torchff.kernels import cross_entropy as _ops
 __all__ = ["NLLLossFunction"]
 
 
-def _traceable(cls: type) -> type:
+def _traceable(cls: type | None = None, *, internal_output: bool = False, traced_forward=None):
     """``cls`` without its ``jvp``, for ``torch.compile``: dynamo cannot trace a Function with a
     custom ``jvp`` (it breaks the graph), and forward mode does not run through compiled code.
-    ``torchff.functional`` applies this twin (``<name>Traceable`` in this module) while compiling."""
-    twin = type(cls.__name__ + "Traceable", (cls,), {"jvp": staticmethod(Function.jvp), "__module__": cls.__module__})
-    globals()[twin.__name__] = twin
-    return cls
+    ``torchff.functional`` applies this twin (``<name>Traceable`` in this module) while compiling.
+
+    ``internal_output``: the Function's second output (the gradient or the log-probabilities it
+    keeps for backward, which ``torchff.functional`` never returns) is differentiable only for
+    double backward, which compiled graphs do not run; the twin marks it non-differentiable.
+    Otherwise AOT autograd traces the backward with a zero tangent for it and computes the
+    double-backward term (a logits-sized pass) for nothing.
+
+    ``traced_forward``: the twin's forward, the op's composite (its implementation for devices
+    without a kernel, torch ops): the compiler sees into it and fuses it with its neighbours,
+    where the op would be one opaque call. The backward stays the Function's."""
+
+    def wrap(cls: type) -> type:
+        body = {"jvp": staticmethod(Function.jvp), "__module__": cls.__module__}
+        if traced_forward is not None:
+            body["forward"] = staticmethod(traced_forward)
+        if internal_output:
+            def setup_context(ctx, inputs, output):
+                cls.setup_context(ctx, inputs, output)
+                ctx.mark_non_differentiable(output[1])
+
+            def backward(ctx, grad, _grad_internal):  # (a zero tangent under compile)
+                return cls.backward(ctx, grad, None)
+
+            body["setup_context"] = staticmethod(setup_context)
+            body["backward"] = staticmethod(backward)
+        twin = type(cls.__name__ + "Traceable", (cls,), body)
+        globals()[twin.__name__] = twin
+        return cls
+
+    return wrap if cls is None else wrap(cls)
 
 
 def _rows_layout(t: Tensor) -> Tensor:
@@ -97,7 +127,12 @@ def _softmax_jvp(p: Tensor, k: Tensor, v: Tensor, cdim: int) -> Tensor:
     return k * p * (v - (v * p).sum(cdim, keepdim=True))
 
 
-@_traceable
+def _traced_cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: int, label_smoothing: float):
+    """``_CrossEntropyFunction.forward`` in torch ops (the op's composite), for ``torch.compile``."""
+    return _ops.composite_cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing)
+
+
+@_traceable(internal_output=True, traced_forward=_traced_cross_entropy)
 class _CrossEntropyFunction(Function):
     r"""Softmax cross-entropy with class-index targets (torch's ``cross_entropy`` for integer targets).
 
@@ -159,7 +194,7 @@ class _CrossEntropyFunction(Function):
         return dl, _rows_layout(dG.to(G.dtype))
 
 
-@_traceable
+@_traceable(internal_output=True)
 class _CrossEntropyProbsFunction(Function):
     r"""Softmax cross-entropy with class-probability targets (``target`` shaped like ``input``).
 

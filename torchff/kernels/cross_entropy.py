@@ -97,7 +97,7 @@ def _out_of_bounds(value: int) -> IndexError:
 
 def _check_targets_composite(t: Tensor, valid: Tensor, C: int) -> None:
     bad = valid & ((t < 0) | (t >= C))
-    if t.device.type == "cpu":
+    if t.device.type == "cpu" and not torch.compiler.is_compiling():  # (a host read breaks a graph)
         if bool(bad.any()):  # CPU only: a host read of a host tensor
             raise _out_of_bounds(int(t[bad][0]))
     else:
@@ -130,10 +130,14 @@ def _composite_rows(z: Tensor, t: Tensor, weight: Tensor | None, ignore_index: i
         loss = loss + (eps / C) * (smooth + W * ls)
     loss = torch.where(valid, loss, 0.0)
     sc = torch.where(valid, alpha if scale is None else alpha * scale.to(dtype).expand(R), 0.0)
+    # pointwise in (n, c), the target's term by comparison with the class index rather than a
+    # scatter: under torch.compile the gradient fuses into one kernel that the partitioner may
+    # recompute in backward from the logits and the row statistics
     g = e * (sc * (b + (eps / C) * W) / s.squeeze(1)).unsqueeze(1)
     if eps:
         g = g - (sc * (eps / C)).unsqueeze(1) * (1.0 if w is None else w)
-    g = g.scatter_add(1, safe, (-sc * b).unsqueeze(1))
+    is_target = torch.arange(C, device=z.device) == safe
+    g = g - torch.where(is_target, (sc * b).unsqueeze(1), 0.0)
     g = torch.where(valid.unsqueeze(1), g, 0.0)
     return loss, g
 
@@ -476,6 +480,9 @@ cross_entropy = define(
     cuda=_cuda_cross_entropy,
     vmap=_cross_entropy_vmap,
 )
+#: the composite of ``cross_entropy`` as a plain function: what ``torch.compile`` traces in its
+#: place (``torchff.autograd.cross_entropy``), so that the compiler sees the torch ops and fuses them
+composite_cross_entropy = _composite_cross_entropy
 cross_entropy_rows_ = define(
     "cross_entropy_rows_(Tensor(a!) logits, Tensor target, Tensor? weight, Tensor? scale, int ignore_index, "
     "float label_smoothing) -> Tensor",
