@@ -255,3 +255,29 @@ def test_forward_mode_with_a_tangent_on_the_spread_only(name, reduction):
         got = fwAD.unpack_dual(fn(x.detach(), y.detach(), fwAD.make_dual(s, s_t))).tangent
     want = torch.func.jvp(lambda v: ref(x.detach(), y.detach(), v), (s,), (s_t,))[1]
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("spread_grad", [True, False])
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "gaussian_nll_loss", "laplace_nll_loss", "bce_with_logits"])
+def test_compiles_to_one_graph_and_matches_eager(name, spread_grad):
+    # under torch.compile the losses trace their composites (fusible torch ops): one graph, no
+    # break (a functorch check in the clamp of var/scale broke it), eager's values and gradients
+    x, y = _x(6, 5), _x(6, 5).detach()
+    s = _pos(6, 5).detach().requires_grad_(spread_grad)
+    fns = {
+        "mse_loss": lambda x, y, s: F.mse_loss(x, y, weight=s),
+        "l1_loss": lambda x, y, s: F.l1_loss(x, y, weight=s),
+        "gaussian_nll_loss": F.gaussian_nll_loss,
+        "laplace_nll_loss": F.laplace_nll_loss,
+        "bce_with_logits": lambda x, y, s: F.binary_cross_entropy_with_logits(x, y.sigmoid(), pos_weight=s.detach()),
+    }
+    fn = fns[name]
+    explained = torch._dynamo.explain(fn)(x, y, s)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    wrt = [x, s] if spread_grad and name != "bce_with_logits" else [x]
+    got, want = compiled(x, y, s), fn(x, y, s)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, wrt), torch.autograd.grad(want, wrt)):
+        torch.testing.assert_close(a, b)

@@ -379,7 +379,7 @@ def binary_cross_entropy_with_logits(
                 f"binary_cross_entropy_with_logits: {argument} of shape {tuple(t.shape)} does not broadcast "
                 f"to the input's shape {tuple(input.shape)}"
             )
-    return _apply(_bernoulli.BCEWithLogitsFunction, _bernoulli._BCEWithLogits, input, target, weight, pos_weight, red)
+    return _apply(_bernoulli.BCEWithLogitsFunction, _bernoulli._BCEWithLogitsTraced, input, target, weight, pos_weight, red)
 
 
 bernoulli_nll = binary_cross_entropy_with_logits
@@ -537,7 +537,7 @@ def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, 
     promoted = _loss.result_dtype(input, target, weight)
     if not (promoted.is_floating_point or (kind == _regression.L1 and promoted.is_complex)):
         _check_floating(f"{name.split('_')[0]}_cpu", torch.empty(0, dtype=promoted))  # torch's error
-    return _apply(_regression._RegressionFunction, _regression._Regression, input, target, weight, kind, False, 0.0, red)[0]
+    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, weight, kind, False, 0.0, red)[0]
 
 
 def mse_loss(
@@ -644,7 +644,7 @@ def gaussian_nll_loss(
             raise NotImplementedError("clamp is not supported for complex types")
         return _regression.complex_gaussian_nll(input, target, var, bool(full), float(eps), red)
     input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
-    return _apply(_regression._RegressionFunction, _regression._Regression, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)[0]
+    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)[0]
 
 
 def laplace_nll_loss(
@@ -670,7 +670,7 @@ def laplace_nll_loss(
         raise ValueError(reduction + " is not valid")
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _apply(_regression._RegressionFunction, _regression._Regression, input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)[0]
+    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)[0]
 
 
 # --------------------------------------------------------------------------------------

@@ -38,10 +38,10 @@ from torchff.kernels import losses as _ops
 __all__ = ["BCEWithLogitsFunction"]
 
 
-def _grads(ctx, grad: Tensor, need_z: bool, need_y: bool):
+def _grads(ctx, grad: Tensor, need_z: bool, need_y: bool, traced: bool = False):
     input, target, weight, pos_weight = ctx.saved_tensors
     g = grad / ctx.count if ctx.reduction == MEAN else grad
-    if torch.is_grad_enabled():  # torch ops, differentiable (double backward)
+    if torch.is_grad_enabled() or traced:  # torch ops: differentiable (double backward), compiled
         gz, gy = _ops._bce_backward_composite(g, input, target, weight, pos_weight, need_z, need_y)
     else:
         gz, gy = _ops.bce_with_logits_backward(g, input, target, weight, pos_weight, need_z, need_y)
@@ -80,6 +80,21 @@ class _BCEWithLogits(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         gz, gy = _grads(ctx, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return gz, gy, None, None, None
+
+
+class _BCEWithLogitsTraced(_BCEWithLogits):
+    """:class:`_BCEWithLogits` for ``torch.compile``: forward and backward in torch ops (the ops'
+    composites), which the compiler fuses with the reduction and its neighbours where the op
+    would be one opaque call."""
+
+    @staticmethod
+    def forward(input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None, reduction: int):
+        return reduce(_ops._bce_composite(input, target, weight, pos_weight), reduction)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        gz, gy = _grads(ctx, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[1], traced=True)
         return gz, gy, None, None, None
 
 

@@ -138,7 +138,7 @@ class _Regression(Function):
             if ctx.reduction == MEAN:
                 g = g / (spread.sum() if _weighted(ctx.kind, spread) else ctx.shape.numel())
             need_a = ctx.needs_input_grad[2]
-            if torch.is_grad_enabled():  # torch ops, differentiable (double backward)
+            if torch.is_grad_enabled() or getattr(ctx, "traced", False):  # torch ops: double backward, compile
                 gd, ga = _ops._regression_grads(g, d, spread, ctx.kind, ctx.eps, need_a)
             else:
                 gd, ga = _ops.regression_backward(g, d, spread, ctx.kind, ctx.eps, need_a)
@@ -190,3 +190,21 @@ class _RegressionFunction(_Regression):
         # the residual's tangent: zeros when only the spread has one (a None here trips an
         # internal assert of forward-mode AD for a Function's extra output)
         return out, (torch.zeros_like(d) if d_t is None else d_t.expand(d.shape).to(d.dtype))
+
+
+class _RegressionTraced(_Regression):
+    """:class:`_Regression` for ``torch.compile``: forward and backward in torch ops (the op's
+    composite and the double-backward formula), which the compiler fuses with the reduction and
+    its neighbours where the op would be one opaque call. The residual output, which the
+    functional never returns, is marked non-differentiable (no tangent is traced for it)."""
+
+    @staticmethod
+    def forward(input, target, spread, kind: int, full: bool, eps: float, reduction: int):
+        elements, d = _ops._regression_composite(input, target, spread, kind, full, eps)
+        return _reduce(elements, spread, kind, reduction), d
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _Regression.setup_context(ctx, inputs, output)
+        ctx.mark_non_differentiable(output[1])
+        ctx.traced = True

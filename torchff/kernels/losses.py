@@ -114,7 +114,8 @@ def _clamped(a: Tensor, eps: float) -> Tensor:
     clamp's, exactly): the clamp passes no gradient of its own, as in torch's
     ``gaussian_nll_loss``, also for double backward and forward mode."""
     v = torch.clamp_min(a, eps)
-    if torch.is_grad_enabled() and a.requires_grad or torch._C._functorch.is_functorch_wrapped_tensor(a):
+    recorded = torch.is_grad_enabled() and a.requires_grad
+    if recorded or (not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(a)):
         v = v.detach() + (a - a.detach())
     return v
 
