@@ -295,6 +295,16 @@ def geometry(x: Tensor, weight: Tensor) -> tuple[int, int]:
     return c, max(1, x[0, 0].numel())
 
 
+def _scalar_lanes(n: int) -> int:
+    """For a PReLU with one weight over ``n`` elements: how many equal channels to view it as
+    (a power of two dividing ``n``, at most 64; 0 for none), so that the C backward takes its
+    channel loop, which vectorizes (the single-weight loop sums the weight's gradient serially)."""
+    for lanes in (64, 32, 16, 8, 4, 2):
+        if n % lanes == 0:
+            return lanes
+    return 0
+
+
 def _ranges(n: int, align: int) -> list[tuple[int, int]]:
     """``[begin, end)`` chunks of ``n`` elements, one per intra-op thread for large ``n``, each
     boundary a multiple of ``align``."""
@@ -405,6 +415,10 @@ def _prelu_backward_cpu(
         return _prelu_backward_composite(grad, saved, weight, need_input, need_weight)
     grad, saved, weight = grad.contiguous(), saved.contiguous(), weight.contiguous()
     C, inner = geometry(grad, weight)
+    w_shape = weight.shape
+    lanes = _scalar_lanes(grad.numel()) if weight.numel() == 1 else 0
+    if lanes:  # one weight as `lanes` equal channels: the C loop's vectorized channel path
+        C, inner, weight = lanes, 1, weight.reshape(1).expand(lanes).contiguous()
     ranges = _ranges(grad.numel(), C if inner == 1 else 1)
     gi = _fresh(grad) if need_input else _none(grad)
     gp, sp, wp, ip = grad.data_ptr(), saved.data_ptr(), weight.data_ptr(), gi.data_ptr() if need_input else None
@@ -418,8 +432,12 @@ def _prelu_backward_cpu(
         fn(gp, sp, wp, ip, None if pp is None else pp + k * C * 8, C, inner, b, e)
 
     _parallel(call, ranges)
-    gw = partial.sum(0).to(weight.dtype).reshape(weight.shape) if need_weight else _none(weight)
-    return gi, gw
+    if not need_weight:
+        return gi, _none(weight)
+    gw = partial.sum(0)
+    if lanes:
+        gw = gw.sum(0, keepdim=True)  # the lanes' partial sums, in float64
+    return gi, gw.to(weight.dtype).reshape(w_shape)
 
 
 def _prelu_backward_cuda(
