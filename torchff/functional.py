@@ -138,13 +138,11 @@ def abs_relu(input: Tensor) -> Tensor:
 
 def _prelu_with_mask(input: Tensor, weight: Tensor) -> bool:
     """Whether PReLU keeps the 1-byte mask (the weight is frozen) rather than the input. Decided
-    from requires_grad only, never from the weight's values; forward-mode AD and ``torch.func``
-    transforms (which may differentiate the weight without requires_grad) keep the input."""
+    from requires_grad only, never from the weight's values; where a forward-mode tangent may
+    reach the weight (forward AD, ``torch.func``), the input is kept."""
     if weight.requires_grad or not (torch.is_grad_enabled() and input.requires_grad):
         return False
-    if torch.compiler.is_compiling():
-        return True  # (no forward-mode AD in a compiled graph)
-    return torch.autograd.forward_ad._current_level < 0 and not torch._C._functorch.is_functorch_wrapped_tensor(weight)
+    return not _forward_ad_may_run(weight)
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
