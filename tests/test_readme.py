@@ -31,3 +31,16 @@ def test_readme_example_runs(name):
     report = namespace["report"]
     assert report.saved_bytes <= report.reference_saved_bytes
     assert "batched-grad" in report.checks and "forward-ad" not in report.checks
+
+
+def test_readme_links_to_its_own_sections():
+    # every in-page link names a heading that exists (GitHub's anchor rule: lower case, spaces to
+    # dashes, punctuation dropped)
+    text = README.read_text()
+    anchors = set()
+    for line in text.splitlines():
+        if line.startswith("#") and not line.startswith("#!"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= anchors, sorted(links - anchors)
