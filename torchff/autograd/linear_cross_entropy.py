@@ -235,13 +235,12 @@ class _LinearCrossEntropy(Function):
         (input, weight, bias, target, ignore_index, reduction, label_smoothing, chunk_size,
          need_input_grad, need_weight_grad, need_bias_grad, forward_ad) = inputs
         ctx.reduction = reduction
+        ctx.ignore_index, ctx.label_smoothing, ctx.chunk_size = ignore_index, float(label_smoothing), chunk_size
         ctx.mark_non_differentiable(*output[1:])
         ctx.outputs = len(output)
         if forward_ad:  # only then: a reference kept for jvp would keep the input alive
-            ctx.ignore_index, ctx.label_smoothing, ctx.chunk_size = ignore_index, float(label_smoothing), chunk_size
             ctx.save_for_forward(input, weight, bias, target)
         if reduction == "none":
-            ctx.ignore_index, ctx.label_smoothing, ctx.chunk_size = ignore_index, float(label_smoothing), chunk_size
             ctx.save_for_backward(input, weight, bias, target)
             return
         grads = list(output[1:])
@@ -271,7 +270,6 @@ class _LinearCrossEntropy(Function):
         return (*grads, *(None,) * 9)
 
 
-
 class _LinearCrossEntropyFunction(_LinearCrossEntropy):
     # _LinearCrossEntropy with jvp (forward mode); under torch.compile the base class runs
     # (dynamo graph-breaks on a Function that defines jvp)
@@ -290,13 +288,14 @@ class _LinearCrossEntropyFunction(_LinearCrossEntropy):
             x = input[start:stop]
             g = _chunk_logits(x, weight, bias, acc)
             _ops.cross_entropy_rows_(g, target[start:stop], None, None, ctx.ignore_index, ctx.label_smoothing)
-            z_t = torch.zeros_like(g)
+            terms = []  # the chunk's logit tangent, one term per argument that has a tangent
             if input_t is not None:
-                z_t = z_t + torch.mm(input_t[start:stop], weight.t()).to(acc)
+                terms.append(torch.mm(input_t[start:stop], weight.t()).to(acc))
             if weight_t is not None:
-                z_t = z_t + torch.mm(x, weight_t.t()).to(acc)
+                terms.append(torch.mm(x, weight_t.t()).to(acc))
             if bias_t is not None:
-                z_t = z_t + bias_t.to(acc)
+                terms.append(bias_t.to(acc))
+            z_t = terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
             rows.append((g * z_t).sum(1))
         row_t = torch.cat(rows) if rows else input.new_zeros(0, dtype=acc)
         if ctx.reduction == "none":
