@@ -38,10 +38,10 @@ from torchff.kernels import losses as _ops
 __all__ = ["BCEWithLogitsFunction"]
 
 
-def _grads(ctx, grad: Tensor, need_z: bool, need_y: bool, traced: bool = False):
+def _grads(ctx, grad: Tensor, need_z: bool, need_y: bool):
     input, target, weight, pos_weight = ctx.saved_tensors
     g = grad / ctx.count if ctx.reduction == MEAN else grad
-    if torch.is_grad_enabled() or traced:  # torch ops: differentiable (double backward), compiled
+    if torch.is_grad_enabled() or ctx.traced:  # torch ops: differentiable (double backward), compiled
         gz, gy = _ops._bce_backward_composite(g, input, target, weight, pos_weight, need_z, need_y)
     else:
         gz, gy = _ops.bce_with_logits_backward(g, input, target, weight, pos_weight, need_z, need_y)
@@ -73,6 +73,7 @@ class _BCEWithLogits(Function):
     def setup_context(ctx, inputs, output):
         input, target, weight, pos_weight, reduction = inputs
         ctx.reduction = reduction
+        ctx.traced = False  # (the compile twin's setup_context sets it)
         ctx.count = input.numel()
         ctx.save_for_backward(input, target, weight, pos_weight)
         ctx.save_for_forward(input, target, weight, pos_weight)
@@ -93,9 +94,9 @@ class _BCEWithLogitsTraced(_BCEWithLogits):
         return reduce(_ops._bce_composite(input, target, weight, pos_weight), reduction)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        gz, gy = _grads(ctx, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[1], traced=True)
-        return gz, gy, None, None, None
+    def setup_context(ctx, inputs, output):
+        _BCEWithLogits.setup_context(ctx, inputs, output)
+        ctx.traced = True
 
 
 class BCEWithLogitsFunction(_BCEWithLogits):

@@ -119,6 +119,7 @@ class _Regression(Function):
     def setup_context(ctx, inputs, output):
         input, target, spread, kind, full, eps, reduction = inputs
         ctx.kind, ctx.eps, ctx.reduction = kind, eps, reduction
+        ctx.traced = False  # (the compile twin's setup_context sets it)
         ctx.shapes = (input.shape, target.shape)
         ctx.dtypes = (input.dtype, target.dtype)
         ctx.out_dtype = output[0].dtype
@@ -138,7 +139,7 @@ class _Regression(Function):
             if ctx.reduction == MEAN:
                 g = g / (spread.sum() if _weighted(ctx.kind, spread) else ctx.shape.numel())
             need_a = ctx.needs_input_grad[2]
-            if torch.is_grad_enabled() or getattr(ctx, "traced", False):  # torch ops: double backward, compile
+            if torch.is_grad_enabled() or ctx.traced:  # torch ops: double backward, compile
                 gd, ga = _ops._regression_grads(g, d, spread, ctx.kind, ctx.eps, need_a)
             else:
                 gd, ga = _ops.regression_backward(g, d, spread, ctx.kind, ctx.eps, need_a)
