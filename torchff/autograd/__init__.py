@@ -1,5 +1,7 @@
 """Custom ``torch.autograd.Function``\\ s with explicit forward and backward, one file per family."""
 
+import inspect
+
 from torchff.autograd.rectifier import LeakyReLUInplaceFunction, ReLUFunction, ReLUInplaceFunction
 from torchff.autograd import step as _step  # noqa: F401  (private Functions: cached below too)
 from torchff.autograd import maxout as _maxout  # noqa: F401  (likewise)
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 
-class _PositionalSignature(__import__("inspect").Signature):
+class _PositionalSignature(inspect.Signature):
     """A forward's signature whose ``bind`` is a pass-through for a full positional call.
 
     ``Function.apply`` of a Function with ``setup_context`` (the style torchff uses) runs
@@ -77,8 +79,6 @@ def _cache_forward_signatures() -> None:
     ``inspect.signature`` returns a function's ``__signature__`` when it has one (a
     :class:`_PositionalSignature`, whose ``bind`` skips the work for full positional calls).
     """
-    import inspect
-
     import torch
 
     todo = list(torch.autograd.Function.__subclasses__())
