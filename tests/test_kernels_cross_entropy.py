@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from triton_support import CAPABILITIES, INTERPRETED, aligned, aot_compile  # noqa: I001 (skips without triton)
+from triton_support import CAPABILITIES, INTERPRETED, aligned, aot_compile, run_without_interpreter  # noqa: I001 (skips without triton)
 
 from torchff.kernels import cross_entropy as K
 from torchff.kernels.triton import cross_entropy as tk
@@ -175,19 +175,7 @@ def _compile_all() -> list:
 
 @pytest.fixture(scope="module")
 def aot_report():
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(here.parent), str(here), env.get("PYTHONPATH", "")])
-    code = "import json, test_kernels_cross_entropy as m; print(json.dumps(m._compile_all()))"
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_without_interpreter("import json, test_kernels_cross_entropy as m; print(json.dumps(m._compile_all()))")
 
 
 def test_aot_compiles_every_kernel(aot_report):

@@ -5,11 +5,7 @@ kernel compiled ahead of time for sm_80 and sm_90."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +13,6 @@ import torch
 from torchff.kernels import _c
 from torchff.kernels import losses as ops
 
-ROOT = Path(__file__).resolve().parents[1]
 nan, inf = float("nan"), float("inf")
 SHAPES = [(7, 5), (1037,), (0, 3), (3, 0)]  # not multiples of a block; empty
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -209,11 +204,9 @@ json.dump(report, sys.stdout)
 def aot_report():
     pytest.importorskip("triton")
     # the real compiler in a process of its own, without the interpreter (see test_kernels_smooth)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
-    res = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from triton_support import run_without_interpreter
+
+    return run_without_interpreter(_AOT_SCRIPT)
 
 
 def test_every_kernel_compiles_for_sm80_and_sm90(aot_report):

@@ -8,12 +8,6 @@ Softplus, sigmoid, softmax and log-softmax register no op (torch's fused kernels
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -21,7 +15,6 @@ from torchff.kernels import _c
 from torchff.kernels import maxout as ops
 
 nan, inf = float("nan"), float("inf")
-ROOT = Path(__file__).resolve().parents[1]
 
 # (shape, pieces, dim): the maxout dim last (inner == 1) and inside; odd sizes, not multiples of a block
 CASES = [((7, 3 * 5), 3, 1), ((3, 4 * 2, 5), 2, 1), ((2, 3, 2 * 7), 7, 2), ((1037,), 1, 0), ((5, 2 * 131), 2, 1),
@@ -161,11 +154,9 @@ def aot_report():
     # Under TRITON_INTERPRET=1 (set by conftest without a GPU), triton's code generator fails on
     # kernels with a runtime loop and several 16-byte-aligned pointers; the real compiler runs
     # in a process of its own, without the interpreter.
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
-    res = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    from triton_support import run_without_interpreter
+
+    return run_without_interpreter(_AOT_SCRIPT)
 
 
 def test_every_kernel_compiles_for_sm80_and_sm90(aot_report):

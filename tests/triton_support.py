@@ -67,3 +67,20 @@ def aligned(kernel, *names: str) -> dict:
     tensors, and element counts that are multiples of 16), as triton's launcher specializes them."""
     args = list(_jit(kernel).arg_names)
     return {(args.index(n),): [["tt.divisibility", 16]] for n in names}
+
+
+def run_without_interpreter(code: str, timeout: float = 900):
+    """Run ``code`` in a Python process of its own without ``TRITON_INTERPRET`` (the real
+    compiler: under the interpreter, triton's code generator fails on some kernels), with the
+    repository and ``tests/`` importable, and return the JSON its last printed line holds."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(here.parent), str(here), env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
