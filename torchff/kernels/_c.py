@@ -4,7 +4,8 @@
 op module looks its functions up with :func:`function` and runs them with :func:`run`, which
 splits large arrays into one chunk per intra-op thread (ctypes releases the GIL) and keeps small
 ones on the calling thread: a tensor of fewer than ``2 * MIN_CHUNK`` elements never pays for a
-thread handoff.
+thread handoff. Kernels that index their arrays themselves (per-chunk partial sums, rows) split
+the work with :func:`ranges` and run it with :func:`parallel`, which ``run`` is built on.
 
 The C functions take contiguous arrays of one dtype, float32 (suffix ``_f32``) or float64
 (``_f64``); the CPU kernels make their inputs contiguous first.
@@ -22,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["MIN_CHUNK", "SUFFIX", "available", "function", "run"]
+__all__ = ["MIN_CHUNK", "SUFFIX", "available", "function", "parallel", "ranges", "run"]
 
 #: dtype -> the suffix of its C functions
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -88,27 +89,41 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _call(fn, arrays: Sequence[Tensor], scalars: tuple, start: int, count: int) -> None:
-    # ``arrays`` is held here until the call returns, whatever happens to the caller's frame
-    fn(*(t.data_ptr() + start * t.element_size() for t in arrays), *scalars, count)
+def ranges(n: int, align: int = 1, work: int | None = None) -> list[tuple[int, int]]:
+    """``[begin, end)`` chunks of ``n`` items (elements, or rows), one per intra-op thread when
+    the ``work`` (elements touched; default ``n``) is at least two chunks' worth of
+    :data:`MIN_CHUNK`, else one; each boundary but the last a multiple of ``align``."""
+    work = n if work is None else work
+    chunks = max(1, min(torch.get_num_threads(), work // MIN_CHUNK, _MAX_WORKERS + 1, -(-n // align)))
+    if chunks == 1:
+        return [(0, n)]
+    per = -(-n // chunks)
+    per = -(-per // align) * align
+    return [(b, min(b + per, n)) for b in range(0, n, per)]
+
+
+def parallel(call, chunks: list[tuple[int, int]]) -> list:
+    """``[call(k, begin, end) for each chunk k]``, all but the last chunk on the pool threads
+    (ctypes releases the GIL) and the last on the calling thread; one chunk runs on the calling
+    thread alone. Returns only when every call has finished; re-raises a call's error."""
+    if len(chunks) == 1:
+        return [call(0, *chunks[0])]
+    pool = _get_pool()
+    futures = [pool.submit(call, k, b, e) for k, (b, e) in enumerate(chunks[:-1])]
+    try:
+        last = call(len(chunks) - 1, *chunks[-1])
+    finally:  # never return (or raise) while a pool thread still writes into the outputs
+        wait(futures)
+    return [f.result() for f in futures] + [last]
 
 
 def run(fn, arrays: Sequence[Tensor], scalars: tuple = (), n: int | None = None) -> None:
     """Call ``fn(*pointers, *scalars, count)`` over ``n`` elements (default: the first array's
-    ``numel``), one chunk per intra-op thread for large ``n`` (the last chunk on the calling
-    thread). Every array is contiguous and indexed by the same element offset."""
+    ``numel``), split by :func:`ranges` and run by :func:`parallel`. Every array is contiguous
+    and indexed by the same element offset: each chunk gets its pointers advanced to its start."""
     n = arrays[0].numel() if n is None else n
-    chunks = max(1, min(torch.get_num_threads(), n // MIN_CHUNK, _MAX_WORKERS + 1))
-    if chunks == 1:
-        _call(fn, arrays, scalars, 0, n)
-        return
-    pool = _get_pool()
-    step = -(-n // chunks)
-    starts = list(range(0, n, step))
-    futures = [pool.submit(_call, fn, arrays, scalars, s, min(step, n - s)) for s in starts[:-1]]
-    try:
-        _call(fn, arrays, scalars, starts[-1], n - starts[-1])
-    finally:  # never return (or raise) while a pool thread still writes into the outputs
-        wait(futures)
-    for f in futures:
-        f.result()  # re-raise a pool thread's error
+
+    def call(k, b, e):  # ``arrays`` is held here until the call returns
+        fn(*(t.data_ptr() + b * t.element_size() for t in arrays), *scalars, e - b)
+
+    parallel(call, ranges(n))

@@ -38,7 +38,6 @@ float32/float16/bfloat16 computed in float32. Every other device: the composite.
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import wait
 
 import torch
 from torch import Tensor
@@ -255,23 +254,6 @@ def _ptr(t: Tensor | None, offset: int = 0):
     return None if t is None else t.data_ptr() + offset * t.element_size()
 
 
-def _over_rows(call, R: int, C: int) -> list:
-    """``call(start, count)`` over chunks of rows, one per intra-op thread for large blocks (the
-    last on the calling thread), one call on the calling thread for small ones; the results."""
-    chunks = max(1, min(torch.get_num_threads(), (R * C) // _c.MIN_CHUNK, _c._MAX_WORKERS + 1, R))
-    if chunks == 1:
-        return [call(0, R)]
-    step = -(-R // chunks)
-    starts = list(range(0, R, step))
-    pool = _c._get_pool()
-    futures = [pool.submit(call, s, min(step, R - s)) for s in starts[:-1]]
-    try:
-        last = call(starts[-1], R - starts[-1])
-    finally:  # never return while a pool thread still writes
-        wait(futures)
-    return [f.result() for f in futures] + [last]
-
-
 def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha: float, g: Tensor | None,
             ignore_index: int, eps: float, reduce_by: float | None = None):
     """Run the C rows kernel on contiguous ``z`` (R, C) and int64 ``t``; ``g`` may be ``z``.
@@ -290,11 +272,11 @@ def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha:
         return total
     loss = torch.empty(R, dtype=z.dtype)
 
-    def call(start, count):
+    def call(k, start, end):
         return fn(_ptr(z, start * C), _ptr(t, start), _ptr(w), _ptr(scale, start * step), step, alpha,
-                  _ptr(g, start * C), _ptr(loss, start), None, 1.0, C, ignore_index, eps, count), start
+                  _ptr(g, start * C), _ptr(loss, start), None, 1.0, C, ignore_index, eps, end - start), start
 
-    for bad, start in _over_rows(call, R, C):
+    for bad, start in _c.parallel(call, _c.ranges(R, work=R * C)):
         if bad >= 0:
             raise _out_of_bounds(int(t[start + bad]))
     return loss if reduce_by is None else loss.sum() / reduce_by
@@ -349,7 +331,8 @@ def _cpu_probs(input, target, weight, reduction, label_smoothing):
     loss = torch.empty(R, dtype=dtype)
     fn = _C_PROBS[dtype]
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
-    _over_rows(lambda s, n: fn(_ptr(z, s * C), _ptr(t, s * C), _ptr(w), _ptr(lp, s * C), _ptr(loss, s), C, eps, n), R, C)
+    _c.parallel(lambda k, s, e: fn(_ptr(z, s * C), _ptr(t, s * C), _ptr(w), _ptr(lp, s * C), _ptr(loss, s), C, eps, e - s),
+                _c.ranges(R, work=R * C))
     shape = input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
     return _reduced(loss, reduction, R, shape, out), _unrows(lp.to(out), input.shape)
 
@@ -369,8 +352,8 @@ def _cpu_probs_backward(grad, log_probs, target, weight, reduction, label_smooth
     fn = _C_PROBS_BW[dtype]
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
     if need_input or need_target:
-        _over_rows(lambda s, n: fn(_ptr(g, s * step), step, alpha, _ptr(lp, s * C), _ptr(t, s * C), _ptr(w),
-                                   _ptr(gz, s * C), _ptr(gt, s * C), C, eps, n), R, C)
+        _c.parallel(lambda k, s, e: fn(_ptr(g, s * step), step, alpha, _ptr(lp, s * C), _ptr(t, s * C), _ptr(w),
+                                       _ptr(gz, s * C), _ptr(gt, s * C), C, eps, e - s), _c.ranges(R, work=R * C))
     mk = lambda x: log_probs.new_empty(0) if x is None else _unrows(x.to(log_probs.dtype), log_probs.shape)
     return mk(gz), mk(gt)
 

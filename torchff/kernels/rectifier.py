@@ -32,7 +32,6 @@ input's dtype).
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import wait
 
 import torch
 from torch import Tensor
@@ -305,30 +304,6 @@ def _scalar_lanes(n: int) -> int:
     return 0
 
 
-def _ranges(n: int, align: int) -> list[tuple[int, int]]:
-    """``[begin, end)`` chunks of ``n`` elements, one per intra-op thread for large ``n``, each
-    boundary a multiple of ``align``."""
-    chunks = max(1, min(torch.get_num_threads(), n // _c.MIN_CHUNK, _c._MAX_WORKERS + 1))
-    per = -(-n // chunks)
-    per = -(-per // align) * align
-    return [(b, min(b + per, n)) for b in range(0, n, per)] or [(0, 0)]
-
-
-def _parallel(call, ranges: list[tuple[int, int]]) -> None:
-    """``call(k, begin, end)`` for each range, all but the last on the C library's pool threads."""
-    if len(ranges) == 1:
-        call(0, *ranges[0])
-        return
-    pool = _c._get_pool()
-    futures = [pool.submit(call, k, b, e) for k, (b, e) in enumerate(ranges[:-1])]
-    try:
-        call(len(ranges) - 1, *ranges[-1])
-    finally:  # never return while a pool thread still writes into the outputs
-        wait(futures)
-    for f in futures:
-        f.result()
-
-
 def _prelu_composite(x: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Tensor]:
     x = x.contiguous()
     out = torch._prelu_kernel(x, channel_view(weight, x.dim()))  # x > 0 ? x : w_c x
@@ -344,7 +319,7 @@ def _prelu_cpu(x: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Tens
     out = _fresh(x)
     mask = _fresh(x, torch.bool) if with_mask else _none(x, torch.bool)
     xp, wp, op, mp = x.data_ptr(), weight.data_ptr(), out.data_ptr(), mask.data_ptr() if with_mask else None
-    _parallel(lambda k, b, e: fn(xp, wp, op, mp, C, inner, b, e), _ranges(x.numel(), C if inner == 1 else 1))
+    _c.parallel(lambda k, b, e: fn(xp, wp, op, mp, C, inner, b, e), _c.ranges(x.numel(), C if inner == 1 else 1))
     return out, mask
 
 
@@ -419,11 +394,11 @@ def _prelu_backward_cpu(
     lanes = _scalar_lanes(grad.numel()) if weight.numel() == 1 else 0
     if lanes:  # one weight as `lanes` equal channels: the C loop's vectorized channel path
         C, inner, weight = lanes, 1, weight.reshape(1).expand(lanes).contiguous()
-    ranges = _ranges(grad.numel(), C if inner == 1 else 1)
+    ranges = _c.ranges(grad.numel(), C if inner == 1 else 1)
     gi = _fresh(grad) if need_input else _none(grad)
     gp, sp, wp, ip = grad.data_ptr(), saved.data_ptr(), weight.data_ptr(), gi.data_ptr() if need_input else None
     if from_mask:
-        _parallel(lambda k, b, e: fn(gp, sp, wp, ip, C, inner, b, e), ranges)
+        _c.parallel(lambda k, b, e: fn(gp, sp, wp, ip, C, inner, b, e), ranges)
         return gi, _none(weight)
     partial = torch.empty(len(ranges), C, dtype=torch.float64) if need_weight else None
     pp = partial.data_ptr() if need_weight else None
@@ -431,7 +406,7 @@ def _prelu_backward_cpu(
     def call(k, b, e):
         fn(gp, sp, wp, ip, None if pp is None else pp + k * C * 8, C, inner, b, e)
 
-    _parallel(call, ranges)
+    _c.parallel(call, ranges)
     if not need_weight:
         return gi, _none(weight)
     gw = partial.sum(0)
