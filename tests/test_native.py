@@ -65,10 +65,10 @@ def threads(request, monkeypatch):
 def test_sizes_make_the_chunks_they_are_meant_to(n, chunks, monkeypatch):
     monkeypatch.setattr(_c, "_MAX_WORKERS", 3)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    ranges = K._ranges(n, 1)
+    ranges = _c.ranges(n)
     assert len(ranges) == chunks and ranges[0][0] == 0 and ranges[-1][1] == n
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    rows = K._ranges(n - n % 31, 31)  # aligned to whole rows of 31
+    rows = _c.ranges(n - n % 31, 31)  # aligned to whole rows of 31
     assert all(b % 31 == 0 for b, _ in rows) and rows[-1][1] == n - n % 31
 
 

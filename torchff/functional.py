@@ -535,7 +535,7 @@ def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, 
     promoted = _loss.result_dtype(input, target, weight)
     if not (promoted.is_floating_point or (kind == _regression.L1 and promoted.is_complex)):
         _check_floating(f"{name.split('_')[0]}_cpu", torch.empty(0, dtype=promoted))  # torch's error
-    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, weight, kind, False, 0.0, red)[0]
+    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, weight, kind, False, 0.0, red)
 
 
 def mse_loss(
@@ -548,8 +548,8 @@ def mse_loss(
 ) -> Tensor:
     r"""Gaussian negative log-likelihood with unit variance (up to a constant): :math:`(x - y)^2`,
     optionally weighted (``'mean'`` then divides by :math:`\sum w`). torch's signature.
-    Derivative :math:`2 w (x - y)`. Saves the residual :math:`x - y` only (4 B per float32
-    element; torch keeps input and target, 8).
+    Derivative :math:`2 w (x - y)`. Saves the input and the target, as torch (arguments: no new
+    element-sized tensor); ``'mean'`` and ``'sum'`` are reduced in the loss's own pass.
     """
     return _pointwise_loss("mse_loss", _regression.MSE, input, target, size_average, reduce, reduction, weight)
 
@@ -565,7 +565,8 @@ def l1_loss(
     r"""Laplace negative log-likelihood with unit scale (up to a constant): :math:`|x - y|`,
     optionally weighted. torch's signature. Derivative :math:`w\,\mathrm{sgn}(x - y)`, 0 at
     :math:`x = y`. Complex inputs give a real loss with the gradient :math:`\mathrm{sgn}(d) = d/|d|`,
-    as torch. Saves the residual only (4 B per float32 element, as torch).
+    as torch. Saves the input and the target (arguments: no new element-sized tensor; torch
+    keeps the residual, 4 B per float32 element).
     """
     return _pointwise_loss("l1_loss", _regression.L1, input, target, size_average, reduce, reduction, weight)
 
@@ -627,8 +628,8 @@ def gaussian_nll_loss(
     torch's signature and rules: ``var`` like the input (heteroscedastic), with one fewer dim or
     one dim of size 1 (homoscedastic), or a number; negative entries raise ``ValueError``.
     Derivatives :math:`(x - y)/v` and :math:`\tfrac12(1/v - (x - y)^2/v^2)` for ``var``.
-    Saves the residual and ``var`` (8 B per float32 element; torch keeps three element-sized
-    tensors). A complex input or target gives torch's complex loss (``var`` a real tensor; a
+    Saves the input, the target and ``var`` (arguments: no new element-sized tensor; torch also
+    keeps element-sized intermediates). A complex input or target gives torch's complex loss (``var`` a real tensor; a
     number raises torch's ``NotImplementedError``), computed in torch ops.
     """
     number_var = not isinstance(var, Tensor)
@@ -642,7 +643,7 @@ def gaussian_nll_loss(
             raise NotImplementedError("clamp is not supported for complex types")
         return _regression.complex_gaussian_nll(input, target, var, bool(full), float(eps), red)
     input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
-    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)[0]
+    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)
 
 
 def laplace_nll_loss(
@@ -658,8 +659,8 @@ def laplace_nll_loss(
     through the clamp. Its minimiser in :math:`x` is the conditional median.
 
     Same signature and ``scale`` rules as :func:`gaussian_nll_loss`'s ``var``. Derivatives
-    :math:`\mathrm{sgn}(x - y)/b` and :math:`(1 - |x - y|/b)/b` for ``scale``. Saves the residual
-    and ``scale`` (8 B per float32 element). Complex inputs give a real loss with the gradient
+    :math:`\mathrm{sgn}(x - y)/b` and :math:`(1 - |x - y|/b)/b` for ``scale``. Saves the input,
+    the target and ``scale`` (arguments: no new element-sized tensor). Complex inputs give a real loss with the gradient
     :math:`\mathrm{sgn}(d)/b = d/(|d|\,b)`, as ``l1_loss``.
     """
     scale = _spread_argument("scale", input, scale)
@@ -668,7 +669,7 @@ def laplace_nll_loss(
         raise ValueError(reduction + " is not valid")
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)[0]
+    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)
 
 
 # --------------------------------------------------------------------------------------

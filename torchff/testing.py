@@ -569,7 +569,8 @@ class CheckReport:
 
     ``saved`` is what ``fn`` saved for backward on fresh copies of the inputs (``inputs``),
     with its ``outputs`` kept alive so that ``saved.beyond(...)`` can be asked about them;
-    ``reference_saved`` is the same for the reference (``None`` without one).
+    ``reference_saved`` is the same for the reference (``None`` without one), on its own copies
+    (``reference_inputs``).
     """
 
     checks: list[str]
@@ -578,6 +579,7 @@ class CheckReport:
     inputs: list[Any] = field(default_factory=list, repr=False)
     outputs: list[torch.Tensor] = field(default_factory=list, repr=False)
     skipped: dict[str, str] = field(default_factory=dict)
+    reference_inputs: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def saved_bytes(self) -> int:
@@ -591,6 +593,16 @@ class CheckReport:
     @property
     def reference_saved_bytes(self) -> int | None:
         return None if self.reference_saved is None else self.reference_saved.total
+
+    @property
+    def saved_bytes_beyond_inputs(self) -> int:
+        """Bytes saved that are not the inputs' storage: what backward keeps alive that the caller
+        does not hold anyway (a saved argument costs no new memory while the caller keeps it)."""
+        return self.saved.beyond(*self.inputs)
+
+    @property
+    def reference_saved_bytes_beyond_inputs(self) -> int | None:
+        return None if self.reference_saved is None else self.reference_saved.beyond(*self.reference_inputs)
 
 
 def check_saved_bytes(
@@ -729,8 +741,9 @@ def check(
     )
     if saved_bytes is not None or saved_bytes_beyond_outputs is not None:
         ran.append("saved-bytes")
-    ref_saved = saved_tensors(reference, *_fresh(inputs))[1] if reference is not None else None
-    return CheckReport(ran, saved, ref_saved, fresh, outs, skipped)
+    ref_inputs = _fresh(inputs) if reference is not None else []
+    ref_saved = saved_tensors(reference, *ref_inputs)[1] if reference is not None else None
+    return CheckReport(ran, saved, ref_saved, fresh, outs, skipped, ref_inputs)
 
 
 def all_finite(*tensors: torch.Tensor) -> bool:

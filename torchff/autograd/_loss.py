@@ -4,8 +4,8 @@ summing a broadcast gradient back to its argument's shape, and the dtype checks.
 One spelling of each, imported by :mod:`torchff.autograd.bernoulli`,
 :mod:`torchff.autograd.regression` and :mod:`torchff.autograd.cross_entropy`. The names here
 are the module's stable API: new helpers are added, existing ones keep their name and meaning.
-``compute_dtype`` and ``result_dtype`` are :mod:`torchff.kernels._common`'s (the kernels use
-them too, and may not import this package).
+``compute_dtype``, ``result_dtype`` and the reduction enum are :mod:`torchff.kernels._common`'s
+(the kernels use them too, and may not import this package).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from torchff.kernels._common import compute_dtype, result_dtype
+from torchff.kernels._common import MEAN, NONE, SUM, compute_dtype, result_dtype
 
 __all__ = [
     "NONE",
@@ -21,14 +21,12 @@ __all__ = [
     "SUM",
     "compute_dtype",
     "result_dtype",
+    "mean_scale",
     "reduce",
     "sum_to",
     "check_floating",
     "scalar_name",
 ]
-
-#: torch's reduction enum (``torch.nn._reduction.get_enum``): 'none', 'mean', 'sum'
-NONE, MEAN, SUM = 0, 1, 2
 
 
 def reduce(elements: Tensor, reduction: int, denominator: Tensor | None = None) -> Tensor:
@@ -41,6 +39,12 @@ def reduce(elements: Tensor, reduction: int, denominator: Tensor | None = None) 
     if denominator is None:
         return elements.mean()
     return elements.sum() / denominator
+
+
+def mean_scale(count: int) -> float:
+    """The factor a mean's gradient is scaled by: ``1 / count`` (nan for no elements, whose
+    gradient is empty anyway)."""
+    return 1.0 / count if count else float("nan")
 
 
 def sum_to(t: Tensor | None, shape: torch.Size) -> Tensor | None:

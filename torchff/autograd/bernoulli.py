@@ -20,8 +20,9 @@ positive term: with :math:`\lambda = 1 + (\pi - 1) y`,
 :math:`\partial l/\partial y = w\,[(\pi - 1)\, \zeta(-z) - z]`. Neither weight is differentiable
 (as in torch). Reductions use torch's enum (:mod:`torchff.autograd._loss`).
 
-The loss elements come from one op, ``torch.ops.torchff.bce_with_logits``, and the gradients
-(input and target in one pass) from ``torchff::bce_with_logits_backward`` when grad mode is off;
+The loss, reduced in the same pass for ``'mean'`` and ``'sum'``, comes from one op,
+``torch.ops.torchff.bce_with_logits``, and the gradients (input and target in one pass, the
+mean's :math:`1/n` applied there) from ``torchff::bce_with_logits_backward`` when grad mode is off;
 with grad mode on (double backward) the backward is the same formula in torch ops
 (:mod:`torchff.kernels.losses`).
 """
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd._loss import MEAN, reduce, sum_to
+from torchff.autograd._loss import MEAN, mean_scale, reduce, sum_to
 from torchff.kernels import losses as _ops
 
 __all__ = ["BCEWithLogitsFunction"]
@@ -40,11 +41,11 @@ __all__ = ["BCEWithLogitsFunction"]
 
 def _grads(ctx, grad: Tensor, need_z: bool, need_y: bool):
     input, target, weight, pos_weight = ctx.saved_tensors
-    g = grad / ctx.count if ctx.reduction == MEAN else grad
+    scale = mean_scale(ctx.count) if ctx.reduction == MEAN else 1.0
     if torch.is_grad_enabled() or ctx.traced:  # torch ops: differentiable (double backward), compiled
-        gz, gy = _ops._bce_backward_composite(g, input, target, weight, pos_weight, need_z, need_y)
+        gz, gy = _ops._bce_backward_composite(grad, input, target, weight, pos_weight, scale, need_z, need_y)
     else:
-        gz, gy = _ops.bce_with_logits_backward(g, input, target, weight, pos_weight, need_z, need_y)
+        gz, gy = _ops.bce_with_logits_backward(grad, input, target, weight, pos_weight, scale, need_z, need_y)
     return (sum_to(gz, input.shape) if need_z else None), (sum_to(gy, target.shape) if need_y else None)
 
 
@@ -67,7 +68,7 @@ class _BCEWithLogits(Function):
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None, reduction: int):
-        return reduce(_ops.bce_with_logits(input, target, weight, pos_weight), reduction)
+        return _ops.bce_with_logits(input, target, weight, pos_weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -91,7 +92,7 @@ class _BCEWithLogitsTraced(_BCEWithLogits):
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None, reduction: int):
-        return reduce(_ops._bce_composite(input, target, weight, pos_weight), reduction)
+        return _ops._bce_composite(input, target, weight, pos_weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -107,8 +108,8 @@ class BCEWithLogitsFunction(_BCEWithLogits):
         input, target, weight, pos_weight = ctx.saved_tensors
         out = None
         if input_t is not None:
-            out = _ops._bce_backward_composite(input_t, input, target, weight, pos_weight, True, False)[0]
+            out = _ops._bce_backward_composite(input_t, input, target, weight, pos_weight, 1.0, True, False)[0]
         if target_t is not None:
-            t = _ops._bce_backward_composite(target_t, input, target, weight, pos_weight, False, True)[1]
+            t = _ops._bce_backward_composite(target_t, input, target, weight, pos_weight, 1.0, False, True)[1]
             out = t if out is None else out + t
         return reduce(out, ctx.reduction).to(target.dtype)

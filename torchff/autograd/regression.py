@@ -34,15 +34,17 @@ and ``LAPLACE`` (:math:`|d|`, with the gradient :math:`\mathrm{sgn}(d) = d/|d|`,
 residual is the complex number :math:`\tfrac12(\log v + d^2/v)`: :func:`complex_gaussian_nll`
 computes it with the same formula in torch ops, so its value and gradients are torch's.
 
-The loss elements and the residual come from one op, ``torch.ops.torchff.regression``; the
-gradients with respect to the residual and the spread from one ``regression_backward`` pass
-when grad mode is off, and from the same formulas in torch ops when it is on (double backward).
+The loss, reduced in the same pass for ``'mean'`` and ``'sum'``, comes from one op,
+``torch.ops.torchff.regression``; the gradients with respect to the residual and the spread (the
+mean's :math:`1/n` applied there) from one ``regression_backward`` pass over the input and the
+target when grad mode is off, and from the same formulas in torch ops when it is on (double
+backward).
 
-The Function returns the residual as a second output and saves it, instead of the input and the
-target: one element-sized tensor where torch keeps two for ``mse_loss`` (and three for
-``gaussian_nll_loss``). Because the residual is an *output* of the Function, the saved copy stays
-connected to the graph, so double backward is exact. It is private (the residual is internal):
-use :mod:`torchff.functional`.
+The Function saves what torch's ``mse_loss`` and ``gaussian_nll_loss`` save: the input, the target
+and the spread. They are arguments, kept alive by the caller anyway (the target is a data batch,
+the input the output layer's value), so nothing element-sized is allocated for backward, and the
+saved input stays connected to the graph for double backward. The Function is private: use
+:mod:`torchff.functional`.
 """
 
 from __future__ import annotations
@@ -51,19 +53,18 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd._loss import MEAN, NONE, SUM, compute_dtype, sum_to
+from torchff.autograd._loss import MEAN, NONE, SUM, compute_dtype, mean_scale, sum_to
 from torchff.kernels import losses as _ops
 from torchff.kernels.losses import GAUSSIAN, L1, LAPLACE, MSE
 
 __all__ = ["GAUSSIAN", "L1", "LAPLACE", "MSE", "complex_gaussian_nll"]
 
 
-def _weighted(kind: int, spread: Tensor | None) -> bool:
-    """MSE / L1 with a weight: a mean divides by the weights' sum."""
-    return spread is not None and kind in (MSE, L1)
+_weighted = _ops._weighted
 
 
 def _reduce(elements: Tensor, spread: Tensor | None, kind: int, reduction: int) -> Tensor:
+    """torch ops (the complex Gaussian NLL): the elements, their sum, or their (weighted) mean."""
     if reduction == NONE:
         return elements
     if reduction == SUM:
@@ -96,64 +97,60 @@ def complex_gaussian_nll(input: Tensor, target: Tensor, var: Tensor, full: bool,
 class _Regression(Function):
     r"""The regression losses on the residual :math:`d = x - y`; see the module docstring.
 
-    ``forward(input, target, spread, kind, full, eps, reduction) -> (loss, residual)``:
-    ``spread`` is the optional weight (``MSE``, ``L1``), the variance (``GAUSSIAN``) or the scale
-    (``LAPLACE``); it and the target broadcast against the input, and each gradient is summed back
-    to its argument's shape. 16-bit inputs are computed in float32.
+    ``forward(input, target, spread, kind, full, eps, reduction) -> loss``: ``spread`` is the
+    optional weight (``MSE``, ``L1``), the variance (``GAUSSIAN``) or the scale (``LAPLACE``); it
+    and the target broadcast against the input, and each gradient is summed back to its
+    argument's shape. 16-bit inputs are computed in float32.
 
     Forward mode: the derivatives of the table times the tangents of :math:`d` and the spread.
 
-    Saved for backward: the residual (4 bytes per float32 element: torch's ``mse_loss`` keeps
-    input and target, 8; ``l1_loss`` keeps its residual, 4) and the spread (an input); for a
-    weighted mean the 0-d loss.
+    Saved for backward: the input, the target and the spread (arguments, as torch's ``mse_loss``;
+    no new element-sized tensor), and for a weighted mean the 0-d loss.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(input, target, spread, kind: int, full: bool, eps: float, reduction: int):
-        elements, d = _ops.regression(input, target, spread, kind, full, eps)
-        return _reduce(elements, spread, kind, reduction), d
+        return _ops.regression(input, target, spread, kind, full, eps, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, target, spread, kind, full, eps, reduction = inputs
         ctx.kind, ctx.eps, ctx.reduction = kind, eps, reduction
         ctx.traced = False  # (the compile twin's setup_context sets it)
-        ctx.shapes = (input.shape, target.shape)
-        ctx.dtypes = (input.dtype, target.dtype)
-        ctx.out_dtype = output[0].dtype
-        d = output[1]
-        ctx.shape = d.shape if spread is None or spread.shape == d.shape else torch.broadcast_shapes(d.shape, spread.shape)
+        ctx.out_dtype = output.dtype
+        ctx.shape = _ops.broadcast_shape(input, target, spread)
         ctx.set_materialize_grads(False)
-        loss = output[0] if _weighted(kind, spread) and reduction == MEAN else None
-        ctx.save_for_backward(d, spread, loss)
-        ctx.save_for_forward(d, spread, loss)
+        loss = output if _weighted(kind, spread) and reduction == MEAN else None
+        ctx.save_for_backward(input, target, spread, loss)
+        ctx.save_for_forward(input, target, spread, loss)
 
     @staticmethod
-    def backward(ctx, grad: Tensor | None, grad_res: Tensor | None):
-        d, spread, loss = ctx.saved_tensors
-        g_res, g_spread = grad_res, None
-        if grad is not None:
-            g = grad
-            if ctx.reduction == MEAN:
-                g = g / (spread.sum() if _weighted(ctx.kind, spread) else ctx.shape.numel())
-            need_a = ctx.needs_input_grad[2]
-            if torch.is_grad_enabled() or ctx.traced:  # torch ops: double backward, compile
-                gd, ga = _ops._regression_grads(g, d, spread, ctx.kind, ctx.eps, need_a)
+    def backward(ctx, grad: Tensor | None):
+        if grad is None:
+            return None, None, None, None, None, None, None
+        input, target, spread, loss = ctx.saved_tensors
+        g, scale = grad, 1.0
+        if ctx.reduction == MEAN:
+            if loss is not None:
+                g = g / spread.sum()
             else:
-                gd, ga = _ops.regression_backward(g, d, spread, ctx.kind, ctx.eps, need_a)
-            if need_a:
-                if loss is not None:  # weighted mean: the weights' sum depends on the weight too
-                    ga = ga - loss * g
-                g_spread = _to(sum_to(ga, spread.shape), spread.dtype)
-            g_res = gd if g_res is None else g_res + gd
-        gx = gy = None
-        if g_res is not None:
-            if ctx.needs_input_grad[0]:
-                gx = _to(sum_to(g_res, ctx.shapes[0]), ctx.dtypes[0])
-            if ctx.needs_input_grad[1]:
-                gy = _to(sum_to(-g_res, ctx.shapes[1]), ctx.dtypes[1])
+                scale = mean_scale(ctx.shape.numel())
+        need_a = ctx.needs_input_grad[2]
+        if torch.is_grad_enabled() or ctx.traced:  # torch ops: double backward, compile
+            gd, ga = _ops._regression_backward_composite(g, input, target, spread, ctx.kind, ctx.eps, scale, need_a)
+        else:
+            gd, ga = _ops.regression_backward(g, input, target, spread, ctx.kind, ctx.eps, scale, need_a)
+        g_spread = gx = gy = None
+        if need_a:
+            if loss is not None:  # weighted mean: the weights' sum depends on the weight too
+                ga = ga - loss * g
+            g_spread = _to(sum_to(ga, spread.shape), spread.dtype)
+        if ctx.needs_input_grad[0]:
+            gx = _to(sum_to(gd, input.shape), input.dtype)
+        if ctx.needs_input_grad[1]:
+            gy = _to(sum_to(-gd, target.shape), target.dtype)
         return gx, gy, g_spread, None, None, None, None
 
 
@@ -162,7 +159,8 @@ class _RegressionFunction(_Regression):
 
     @staticmethod
     def jvp(ctx, input_t, target_t, spread_t, _kind, _full, _eps, _reduction):
-        d, spread, loss = ctx.saved_tensors
+        input, target, spread, loss = ctx.saved_tensors
+        d = _ops._residual(input, target)
         if input_t is None and target_t is None:
             d_t = None
         elif target_t is None:
@@ -175,37 +173,32 @@ class _RegressionFunction(_Regression):
         if spread_t is not None:
             t = _ops._regression_grads(spread_t, d, spread, ctx.kind, ctx.eps, True)[1]
             out = t if out is None else out + t
-        if out is not None and out.is_complex():  # a copy: a tangent with the strides of .real (a view
-            out = out.real.contiguous()  # into the complex tensor) trips forward AD's layout assert
-        if out is not None:
-            out = out.expand(ctx.shape)
-            if ctx.reduction == SUM:
-                out = out.sum()
-            elif ctx.reduction == MEAN:
-                if loss is not None:  # weighted mean: (sum(w e)' - J sum(w)') / sum(w)
-                    total_t = out.sum() if spread_t is None else out.sum() - loss * spread_t.sum()
-                    out = total_t / spread.sum()
-                else:
-                    out = out.mean()
-            out = out.to(ctx.out_dtype)
-        # the residual's tangent: zeros when only the spread has one (a None here trips an
-        # internal assert of forward-mode AD for a Function's extra output)
-        return out, (torch.zeros_like(d) if d_t is None else d_t.expand(d.shape).to(d.dtype))
+        if out is None:
+            return None
+        if out.is_complex():  # a copy: a tangent with the strides of .real (a view into the
+            out = out.real.contiguous()  # complex tensor) trips forward AD's layout assert
+        out = out.expand(ctx.shape)
+        if ctx.reduction == SUM:
+            out = out.sum()
+        elif ctx.reduction == MEAN:
+            if loss is not None:  # weighted mean: (sum(w e)' - J sum(w)') / sum(w)
+                total_t = out.sum() if spread_t is None else out.sum() - loss * spread_t.sum()
+                out = total_t / spread.sum()
+            else:
+                out = out.mean()
+        return out.to(ctx.out_dtype)
 
 
 class _RegressionTraced(_Regression):
     """:class:`_Regression` for ``torch.compile``: forward and backward in torch ops (the op's
     composite and the double-backward formula), which the compiler fuses with the reduction and
-    its neighbours where the op would be one opaque call. The residual output, which the
-    functional never returns, is marked non-differentiable (no tangent is traced for it)."""
+    its neighbours where the op would be one opaque call."""
 
     @staticmethod
     def forward(input, target, spread, kind: int, full: bool, eps: float, reduction: int):
-        elements, d = _ops._regression_composite(input, target, spread, kind, full, eps)
-        return _reduce(elements, spread, kind, reduction), d
+        return _ops._regression_composite(input, target, spread, kind, full, eps, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         _Regression.setup_context(ctx, inputs, output)
-        ctx.mark_non_differentiable(output[1])
         ctx.traced = True

@@ -5,15 +5,19 @@
  *
  * Every array has the broadcast shape of the op's arguments (the caller expands and makes them
  * contiguous), except an optional argument (weight, pos_weight, spread), which may be NULL, and
- * the upstream gradient, which may be one element (a reduced loss: g_full = 0). The output
- * arrays are offset per chunk by torchff.kernels._c.run; the other arrays are passed as base
- * pointers and offset here by start = out - out0.
+ * the upstream gradient, which may be one element (a reduced loss: g_full = 0). Each call covers
+ * the elements [begin, end) of its arrays (one chunk of torchff.kernels._c.ranges).
+ *
+ * Forward: with an output array, the loss elements; with out = NULL, their sum over the chunk,
+ * accumulated in double in eight independent lanes (so that the loop vectorizes) and written to
+ * *partial; torchff_sum_partials adds the chunks' partial sums and scales them (1/n for a mean).
+ * Backward: the upstream gradient times `scale` (1/n for a mean) times the derivatives.
  *
  * BCE with logits, e = exp(-|z|), L = log1p(e), lw = 1 + (pw - 1) y:
  *   loss    = w [(1 - y) max(z, 0) + pw y max(-z, 0) + lw L]     (every term >= 0 for y in [0, 1])
  *   dl/dz   = w [lw s - pw y],        s = sigmoid(z) = z >= 0 ? 1 / (1 + e) : e / (1 + e)
  *   dl/dy   = w [(pw - 1)(max(-z, 0) + L) - z]
- * Regression on the residual d = x - y (kind 0 MSE, 1 L1, 2 Gaussian NLL, 3 Laplace NLL), with
+ * Regression on the residual d = x - y, computed per element from x and y (kind 0 MSE, 1 L1, 2 Gaussian NLL, 3 Laplace NLL), with
  * the spread a = weight (0, 1), var (2) or scale (3), v = max(a, eps) for 2 and 3:
  *   0: w d^2                      dl/dd = 2 w d          dl/dw = d^2
  *   1: w |d|                      dl/dd = w sgn(d)       dl/dw = |d|
@@ -49,121 +53,145 @@ static inline float torchff_log1p_unit_f32(float u) {
 
 #define TORCHFF_SGN(T, d) ((d) != (d) ? (d) : (T)(((d) > (T)0) - ((d) < (T)0)))
 
+/* *OUT = the sum of EXPR (an expression of i) for i in [B, E), in double: eight lanes, then the
+   tail, added in a fixed order (the result does not depend on the vector width). */
+#define TORCHFF_SUM(OUT, B, E, EXPR)                                                               \
+    do {                                                                                           \
+        double acc_[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail_ = 0;                                      \
+        int64_t i0_ = (B);                                                                         \
+        for (; i0_ + 8 <= (E); i0_ += 8)                                                           \
+            for (int j_ = 0; j_ < 8; ++j_) {                                                       \
+                const int64_t i = i0_ + j_;                                                        \
+                acc_[j_] += (double)(EXPR);                                                        \
+            }                                                                                      \
+        for (int64_t i = i0_; i < (E); ++i) tail_ += (double)(EXPR);                               \
+        *(OUT) = ((acc_[0] + acc_[1]) + (acc_[2] + acc_[3])) +                                     \
+                 ((acc_[4] + acc_[5]) + (acc_[6] + acc_[7])) + tail_;                              \
+    } while (0)
+
 /* EXPN(a) = exp(-a) for a >= 0, LOG1PU(u) = log1p(u) for u in [0, 1]. Each loop body is an
    always-inline function whose flags (weight given, gradient full, ...) are constants at its
    call sites, so that every variant is a straight loop the compiler vectorizes. */
 #define TORCHFF_INLINE static inline __attribute__((always_inline))
 #define TORCHFF_LOSSES(T, SUFFIX, EXPN, LOG1PU, LOG, FABS)                                         \
-    TORCHFF_INLINE void bce_fwd_##SUFFIX(T *out, const T *z, const T *y, const T *w, const T *pw,  \
-                                         int64_t n, const int has_w, const int has_pw) {           \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
-            const T zv = z[i], yv = y[i], p = has_pw ? pw[i] : (T)1;                               \
-            const T L = LOG1PU(EXPN(FABS(zv)));                                                    \
-            const T rp = zv > (T)0 ? zv : (T)0, rn = zv < (T)0 ? -zv : (T)0;                       \
-            const T v = ((T)1 - yv) * rp + p * yv * rn + ((T)1 + (p - (T)1) * yv) * L;            \
-            out[i] = has_w ? w[i] * v : v;                                                         \
+    TORCHFF_INLINE T bce_elem_##SUFFIX(const T zv, const T yv, const T wv, const T p) {            \
+        const T L = LOG1PU(EXPN(FABS(zv)));                                                        \
+        const T rp = zv > (T)0 ? zv : (T)0, rn = zv < (T)0 ? -zv : (T)0;                           \
+        return wv * (((T)1 - yv) * rp + p * yv * rn + ((T)1 + (p - (T)1) * yv) * L);               \
+    }                                                                                              \
+    TORCHFF_INLINE void bce_fwd_##SUFFIX(T *out, double *partial, const T *z, const T *y,          \
+                                         const T *w, const T *pw, int64_t b, int64_t e,            \
+                                         const int has_w, const int has_pw) {                      \
+        if (out) {                                                                                 \
+            for (int64_t i = b; i < e; ++i)                                                        \
+                out[i] = bce_elem_##SUFFIX(z[i], y[i], has_w ? w[i] : (T)1, has_pw ? pw[i] : (T)1); \
+        } else {                                                                                   \
+            TORCHFF_SUM(partial, b, e,                                                             \
+                        bce_elem_##SUFFIX(z[i], y[i], has_w ? w[i] : (T)1, has_pw ? pw[i] : (T)1)); \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_bce_with_logits_##SUFFIX(T *out, const T *z, const T *y, const T *w,  \
-                                                      const T *pw, const T *out0, int64_t n) {     \
-        const int64_t s0 = out - out0;                                                             \
-        if (w) w += s0;                                                                            \
-        if (pw) pw += s0;                                                                          \
-        if (w && pw) bce_fwd_##SUFFIX(out, z, y, w, pw, n, 1, 1);                                  \
-        else if (w) bce_fwd_##SUFFIX(out, z, y, w, pw, n, 1, 0);                                   \
-        else if (pw) bce_fwd_##SUFFIX(out, z, y, w, pw, n, 0, 1);                                  \
-        else bce_fwd_##SUFFIX(out, z, y, w, pw, n, 0, 0);                                          \
+    /* out: the loss elements, or NULL for their sum in *partial */                                \
+    TORCHFF_API void torchff_bce_with_logits_##SUFFIX(T *out, double *partial, const T *z,        \
+                                                      const T *y, const T *w, const T *pw,         \
+                                                      int64_t begin, int64_t end) {                \
+        switch ((w ? 2 : 0) | (pw ? 1 : 0)) {                                                      \
+        case 0: bce_fwd_##SUFFIX(out, partial, z, y, w, pw, begin, end, 0, 0); break;              \
+        case 1: bce_fwd_##SUFFIX(out, partial, z, y, w, pw, begin, end, 0, 1); break;              \
+        case 2: bce_fwd_##SUFFIX(out, partial, z, y, w, pw, begin, end, 1, 0); break;              \
+        default: bce_fwd_##SUFFIX(out, partial, z, y, w, pw, begin, end, 1, 1);                    \
+        }                                                                                          \
     }                                                                                              \
-    TORCHFF_INLINE void bce_dz_##SUFFIX(T *gz, const T *g, const T *z, const T *y, const T *w,     \
-                                        const T *pw, int64_t n, const int g_full, const int has_w, \
-                                        const int has_pw) {                                        \
-        const T g0 = g[0];                                                                         \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
+    TORCHFF_INLINE void bce_dz_##SUFFIX(T *gz, const T *g, const T sc, const T *z, const T *y,     \
+                                        const T *w, const T *pw, int64_t b, int64_t e,             \
+                                        const int g_full, const int has_w, const int has_pw) {     \
+        const T g0 = g[0] * sc;                                                                    \
+        for (int64_t i = b; i < e; ++i) {                                                          \
             const T zv = z[i], yv = y[i], p = has_pw ? pw[i] : (T)1;                               \
-            const T gw = (g_full ? g[i] : g0) * (has_w ? w[i] : (T)1);                             \
-            const T e = EXPN(FABS(zv)), r = (T)1 / ((T)1 + e);                                     \
-            const T s = zv >= (T)0 ? r : e * r;                                                    \
+            const T gw = (g_full ? g[i] * sc : g0) * (has_w ? w[i] : (T)1);                        \
+            const T ex = EXPN(FABS(zv)), r = (T)1 / ((T)1 + ex);                                   \
+            const T s = zv >= (T)0 ? r : ex * r;                                                   \
             gz[i] = gw * (has_pw ? ((T)1 + (p - (T)1) * yv) * s - p * yv : s - yv);                \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_INLINE void bce_dy_##SUFFIX(T *gy, const T *g, const T *z, const T *w, const T *pw,    \
-                                        int64_t n, const int g_full) {                             \
-        const T g0 = g[0];                                                                         \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
+    TORCHFF_INLINE void bce_dy_##SUFFIX(T *gy, const T *g, const T sc, const T *z, const T *w,     \
+                                        const T *pw, int64_t b, int64_t e, const int g_full) {     \
+        const T g0 = g[0] * sc;                                                                    \
+        for (int64_t i = b; i < e; ++i) {                                                          \
             const T zv = z[i], p = pw ? pw[i] : (T)1;                                              \
-            const T gw = (g_full ? g[i] : g0) * (w ? w[i] : (T)1);                                 \
+            const T gw = (g_full ? g[i] * sc : g0) * (w ? w[i] : (T)1);                            \
             const T rn = zv < (T)0 ? -zv : (T)0;                                                   \
             gy[i] = gw * (pw ? (p - (T)1) * (rn + LOG1PU(EXPN(FABS(zv)))) - zv : -zv);             \
         }                                                                                          \
     }                                                                                              \
-    /* gz / gy: NULL when not wanted; first = the chunk's position in out0, the first wanted one */\
+    /* gz / gy: NULL when not wanted */                                                            \
     TORCHFF_API void torchff_bce_with_logits_backward_##SUFFIX(                                    \
-        const T *first, T *gz, T *gy, const T *g, int64_t g_full, const T *z, const T *y,          \
-        const T *w, const T *pw, const T *out0, int64_t n) {                                       \
-        const int64_t s0 = first - out0;                                                           \
-        z += s0;                                                                                   \
-        y += s0;                                                                                   \
-        if (g_full) g += s0;                                                                       \
-        if (w) w += s0;                                                                            \
-        if (pw) pw += s0;                                                                          \
+        T *gz, T *gy, const T *g, int64_t g_full, double scale, const T *z, const T *y,            \
+        const T *w, const T *pw, int64_t begin, int64_t end) {                                     \
+        const T sc = (T)scale;                                                                     \
         if (gz) {                                                                                  \
-            gz += s0;                                                                              \
-            const int c = (g_full ? 4 : 0) | (w ? 2 : 0) | (pw ? 1 : 0);                           \
-            switch (c) {                                                                           \
-            case 0: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 0, 0); break;                        \
-            case 1: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 0, 1); break;                        \
-            case 2: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 1, 0); break;                        \
-            case 3: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 0, 1, 1); break;                        \
-            case 4: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 0, 0); break;                        \
-            case 5: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 0, 1); break;                        \
-            case 6: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 1, 0); break;                        \
-            default: bce_dz_##SUFFIX(gz, g, z, y, w, pw, n, 1, 1, 1);                              \
+            switch ((g_full ? 4 : 0) | (w ? 2 : 0) | (pw ? 1 : 0)) {                               \
+            case 0: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 0, 0, 0); break;           \
+            case 1: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 0, 0, 1); break;           \
+            case 2: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 0, 1, 0); break;           \
+            case 3: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 0, 1, 1); break;           \
+            case 4: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 1, 0, 0); break;           \
+            case 5: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 1, 0, 1); break;           \
+            case 6: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 1, 1, 0); break;           \
+            default: bce_dz_##SUFFIX(gz, g, sc, z, y, w, pw, begin, end, 1, 1, 1);                 \
             }                                                                                      \
         }                                                                                          \
-        if (gy) bce_dy_##SUFFIX(gy + s0, g, z, w, pw, n, (int)g_full);                             \
+        if (gy) bce_dy_##SUFFIX(gy, g, sc, z, w, pw, begin, end, (int)g_full);                     \
     }                                                                                              \
-    TORCHFF_INLINE void reg_fwd_##SUFFIX(T *loss, T *res, const T *x, const T *y, const T *a,      \
-                                         T ep, T c, int64_t n, const int kind, const int has_a) {  \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
-            const T d = x[i] - y[i];                                                               \
-            res[i] = d;                                                                            \
-            if (kind <= 1) {                                                                       \
-                const T e = kind == 0 ? d * d : FABS(d);                                           \
-                loss[i] = has_a ? a[i] * e : e;                                                    \
-            } else {                                                                               \
-                const T v = a[i] < ep ? ep : a[i]; /* nan stays nan */                            \
-                loss[i] = kind == 2 ? (T)0.5 * (LOG(v) + d * d / v + c) : LOG(v) + FABS(d) / v + c; \
-            }                                                                                      \
+    TORCHFF_INLINE T reg_elem_##SUFFIX(const T d, const T av, const T ep, const T c,               \
+                                       const int kind, const int has_a) {                          \
+        if (kind <= 1) {                                                                           \
+            const T e = kind == 0 ? d * d : FABS(d);                                               \
+            return has_a ? av * e : e;                                                             \
+        }                                                                                          \
+        const T v = av < ep ? ep : av; /* nan stays nan */                                         \
+        return kind == 2 ? (T)0.5 * (LOG(v) + d * d / v + c) : LOG(v) + FABS(d) / v + c;           \
+    }                                                                                              \
+    TORCHFF_INLINE void reg_fwd_##SUFFIX(T *loss, double *partial, const T *x, const T *y,         \
+                                         const T *a, const T ep, const T c, int64_t b, int64_t e,  \
+                                         const int kind, const int has_a) {                        \
+        if (loss) {                                                                                \
+            for (int64_t i = b; i < e; ++i)                                                        \
+                loss[i] = reg_elem_##SUFFIX(x[i] - y[i], has_a ? a[i] : (T)1, ep, c, kind, has_a); \
+        } else {                                                                                   \
+            TORCHFF_SUM(partial, b, e,                                                             \
+                        reg_elem_##SUFFIX(x[i] - y[i], has_a ? a[i] : (T)1, ep, c, kind, has_a));  \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_regression_##SUFFIX(T *loss, T *res, const T *x, const T *y,         \
+    /* loss: the loss elements, or NULL for their sum in *partial */                               \
+    TORCHFF_API void torchff_regression_##SUFFIX(T *loss, double *partial, const T *x, const T *y, \
                                                  const T *a, int64_t kind, int64_t full,          \
-                                                 double eps, const T *out0, int64_t n) {           \
-        const int64_t s0 = loss - out0;                                                            \
-        if (a) a += s0;                                                                            \
+                                                 double eps, int64_t begin, int64_t end) {         \
         const T ep = (T)eps;                                                                       \
         switch (kind) {                                                                            \
         case 0:                                                                                    \
-            if (a) reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 0, 1);                        \
-            else reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 0, 0);                          \
+            if (a) reg_fwd_##SUFFIX(loss, partial, x, y, a, ep, (T)0, begin, end, 0, 1);           \
+            else reg_fwd_##SUFFIX(loss, partial, x, y, a, ep, (T)0, begin, end, 0, 0);             \
             break;                                                                                 \
         case 1:                                                                                    \
-            if (a) reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 1, 1);                        \
-            else reg_fwd_##SUFFIX(loss, res, x, y, a, ep, (T)0, n, 1, 0);                          \
+            if (a) reg_fwd_##SUFFIX(loss, partial, x, y, a, ep, (T)0, begin, end, 1, 1);           \
+            else reg_fwd_##SUFFIX(loss, partial, x, y, a, ep, (T)0, begin, end, 1, 0);             \
             break;                                                                                 \
         case 2: /* + log(2 pi) */                                                                  \
-            reg_fwd_##SUFFIX(loss, res, x, y, a, ep, full ? (T)1.8378770664093453 : (T)0, n, 2, 1); \
+            reg_fwd_##SUFFIX(loss, partial, x, y, a, ep, full ? (T)1.8378770664093453 : (T)0,      \
+                             begin, end, 2, 1);                                                    \
             break;                                                                                 \
         default: /* + log 2 */                                                                     \
-            reg_fwd_##SUFFIX(loss, res, x, y, a, ep, full ? (T)0.69314718055994531 : (T)0, n, 3, 1); \
+            reg_fwd_##SUFFIX(loss, partial, x, y, a, ep, full ? (T)0.69314718055994531 : (T)0,     \
+                             begin, end, 3, 1);                                                    \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_INLINE void reg_bwd_##SUFFIX(T *gd, const T *g, const T *d, const T *a, T *ga, T ep,   \
-                                         int64_t n, const int kind, const int g_full,              \
-                                         const int has_a, const int has_ga) {                      \
-        const T g0 = g[0];                                                                         \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
-            const T gv = g_full ? g[i] : g0, dv = d[i];                                            \
+    TORCHFF_INLINE void reg_bwd_##SUFFIX(T *gd, T *ga, const T *g, const T sc, const T *x,         \
+                                         const T *y, const T *a, const T ep, int64_t b, int64_t e, \
+                                         const int kind, const int g_full, const int has_a,        \
+                                         const int has_ga) {                                       \
+        const T g0 = g[0] * sc;                                                                    \
+        for (int64_t i = b; i < e; ++i) {                                                          \
+            const T gv = g_full ? g[i] * sc : g0, dv = x[i] - y[i];                                \
             if (kind <= 1) {                                                                       \
                 const T s = kind == 0 ? (T)2 * dv : TORCHFF_SGN(T, dv);                            \
                 gd[i] = has_a ? gv * a[i] * s : gv * s;                                            \
@@ -181,17 +209,11 @@ static inline float torchff_log1p_unit_f32(float u) {
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
-    /* gd is always written; ga (the spread's gradient) only when not NULL */                      \
-    TORCHFF_API void torchff_regression_backward_##SUFFIX(T *gd, const T *g, int64_t g_full,       \
-                                                          const T *d, const T *a, T *ga,           \
-                                                          int64_t kind, double eps, const T *out0, \
-                                                          int64_t n) {                             \
-        const int64_t s0 = gd - out0;                                                              \
-        d += s0;                                                                                   \
-        if (g_full) g += s0;                                                                       \
-        if (a) a += s0;                                                                            \
-        if (ga) ga += s0;                                                                          \
-        const T ep = (T)eps;                                                                       \
+    /* gd (the gradient with respect to d) is always written; ga (the spread's) when not NULL */   \
+    TORCHFF_API void torchff_regression_backward_##SUFFIX(                                         \
+        T *gd, T *ga, const T *g, int64_t g_full, double scale, const T *x, const T *y,            \
+        const T *a, int64_t kind, double eps, int64_t begin, int64_t end) {                        \
+        const T ep = (T)eps, sc = (T)scale;                                                        \
         const int c = (g_full ? 4 : 0) | (a ? 2 : 0) | (ga ? 1 : 0);                               \
         switch (kind * 8 + c) {                                                                    \
         TORCHFF_REG_BWD_CASES(SUFFIX, 0)                                                           \
@@ -199,11 +221,19 @@ static inline float torchff_log1p_unit_f32(float u) {
         TORCHFF_REG_BWD_SPREAD(SUFFIX, 2)                                                          \
         TORCHFF_REG_BWD_SPREAD(SUFFIX, 3)                                                          \
         }                                                                                          \
+    }                                                                                              \
+    /* out[0] = scale * (the sum of the chunks' partial sums), added in chunk order */             \
+    TORCHFF_API void torchff_sum_partials_##SUFFIX(T *out, const double *partial, int64_t count,   \
+                                                   double scale) {                                 \
+        double s = 0;                                                                              \
+        for (int64_t k = 0; k < count; ++k) s += partial[k];                                       \
+        out[0] = (T)(s * scale);                                                                   \
     }
 
 #define TORCHFF_REG_BWD_CALL(SUFFIX, K, C)                                                         \
     case K * 8 + C:                                                                                \
-        reg_bwd_##SUFFIX(gd, g, d, a, ga, ep, n, K, (C) >> 2 & 1, (C) >> 1 & 1, (C) & 1);          \
+        reg_bwd_##SUFFIX(gd, ga, g, sc, x, y, a, ep, begin, end, K, (C) >> 2 & 1, (C) >> 1 & 1,    \
+                         (C) & 1);                                                                 \
         break;
 /* MSE and L1: with or without a weight, its gradient or not */
 #define TORCHFF_REG_BWD_CASES(SUFFIX, K)                                                           \

@@ -1,12 +1,16 @@
-"""What the kernel modules share about dtypes and shapes (one spelling of each; also what
-:mod:`torchff.autograd._loss` exports as ``compute_dtype`` and ``result_dtype``)."""
+"""What the kernel modules share about dtypes, shapes and reductions (one spelling of each; also
+what :mod:`torchff.autograd._loss` exports as ``compute_dtype``, ``result_dtype`` and the
+reduction enum)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["broadcast_shape", "compute_dtype", "result_dtype"]
+__all__ = ["MEAN", "NONE", "SUM", "broadcast_shape", "compute_dtype", "result_dtype"]
+
+#: torch's reduction enum (``torch.nn._reduction.get_enum``): 'none', 'mean', 'sum'
+NONE, MEAN, SUM = 0, 1, 2
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -22,7 +26,11 @@ def result_dtype(*tensors: Tensor | None) -> torch.dtype:
     dtype = None
     for t in tensors:
         if t is not None:
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+            d = t.dtype
+            if dtype is None:
+                dtype = d
+            elif d is not dtype:
+                dtype = torch.promote_types(dtype, d)
     return dtype
 
 

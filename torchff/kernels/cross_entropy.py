@@ -42,8 +42,8 @@ import ctypes
 import torch
 from torch import Tensor
 
-from torchff.autograd._loss import MEAN, NONE, SUM
-from torchff.autograd._loss import compute_dtype as _opmath
+from torchff.kernels._common import MEAN, NONE, SUM
+from torchff.kernels._common import compute_dtype as _opmath
 from torchff.kernels import _c
 from torchff.kernels._library import define
 

@@ -1,35 +1,42 @@
 r"""The elementwise losses as ``torchff::`` ops: binary cross-entropy on logits and the
 regression losses (MSE, L1, Gaussian and Laplace NLL), each one pass forward and one backward.
 
-* ``bce_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight) -> Tensor``:
-  the unreduced loss :math:`w\,[(1-y)\max(z,0) + \pi y \max(-z,0) + (1 + (\pi-1)y)\log(1+e^{-|z|})]`
-  in the target's dtype (torch's result dtype).
+* ``bce_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight,
+  int reduction) -> Tensor``: the loss
+  :math:`w\,[(1-y)\max(z,0) + \pi y \max(-z,0) + (1 + (\pi-1)y)\log(1+e^{-|z|})]` in the
+  target's dtype (torch's result dtype): the elements for ``reduction`` :data:`NONE`, else their
+  0-d sum (:data:`SUM`) or mean (:data:`MEAN`), reduced in the same pass (no element-sized
+  output is written).
 * ``bce_with_logits_backward(Tensor grad, Tensor input, Tensor target, Tensor? weight,
-  Tensor? pos_weight, bool input_grad, bool target_grad) -> (Tensor, Tensor)``:
-  :math:`g\,w\,[(1+(\pi-1)y)\sigma(z) - \pi y]` in the input's dtype and
-  :math:`g\,w\,[(\pi-1)\zeta(-z) - z]` in the target's; a gradient not asked for is an empty
-  tensor.
-* ``regression(Tensor input, Tensor target, Tensor? spread, int kind, bool full, float eps)
-  -> (Tensor, Tensor)``: the unreduced loss and the residual :math:`d = x - y` (in the dtype of
-  ``input - target``). ``kind``: :data:`MSE` (:math:`a d^2`), :data:`L1` (:math:`a |d|`), with
-  ``spread`` the optional weight :math:`a`; :data:`GAUSSIAN`
+  Tensor? pos_weight, float scale, bool input_grad, bool target_grad) -> (Tensor, Tensor)``:
+  :math:`s\,g\,w\,[(1+(\pi-1)y)\sigma(z) - \pi y]` in the input's dtype and
+  :math:`s\,g\,w\,[(\pi-1)\zeta(-z) - z]` in the target's, :math:`s` = ``scale`` (:math:`1/n`
+  for a mean); a gradient not asked for is an empty tensor.
+* ``regression(Tensor input, Tensor target, Tensor? spread, int kind, bool full, float eps,
+  int reduction) -> Tensor``: the loss of the residual :math:`d = x - y`, as elements or reduced
+  in the same pass as for BCE; the mean of a weighted MSE / L1 is torch's
+  :math:`\sum w e / \sum w`. ``kind``: :data:`MSE` (:math:`a d^2`), :data:`L1`
+  (:math:`a |d|`), with ``spread`` the optional weight :math:`a`; :data:`GAUSSIAN`
   (:math:`\tfrac12(\log v + d^2/v)`, :math:`+\tfrac12\log 2\pi` with ``full``) and
   :data:`LAPLACE` (:math:`\log b + |d|/b`, :math:`+\log 2`), ``spread`` the variance / scale,
   clamped at ``eps``.
-* ``regression_backward(Tensor grad, Tensor residual, Tensor? spread, int kind, float eps,
-  bool spread_grad) -> (Tensor, Tensor)``: the gradient with respect to the residual (its dtype)
-  and, with ``spread_grad``, to the spread (its dtype; at the clamped value, the clamp passes the
-  gradient through as torch's ``gaussian_nll_loss``), else an empty tensor.
+* ``regression_backward(Tensor grad, Tensor input, Tensor target, Tensor? spread, int kind,
+  float eps, float scale, bool spread_grad) -> (Tensor, Tensor)``: ``scale`` times the gradient
+  with respect to the residual (in the dtype of ``input - target``; the input's gradient, and
+  minus the target's) and, with ``spread_grad``, to the spread (its dtype; at the clamped value,
+  the clamp passes the gradient through as torch's ``gaussian_nll_loss``), else an empty tensor.
 
 Every op broadcasts its tensor arguments (the upstream gradient included: a reduced loss passes
-a 0-d gradient, already divided for ``'mean'``); outputs have the broadcast shape and are
-contiguous. Arithmetic runs in float32 for float16 / bfloat16 and in the dtype otherwise.
+its 0-d gradient); element-sized outputs have the broadcast shape and are contiguous. The mean
+of an empty loss is nan, as torch's. Arithmetic runs in float32 for float16 / bfloat16 and in the dtype otherwise.
 
 Implementations: the C loops of ``torchff/csrc/losses.c`` on CPU for float32 / float64 (float16
 and bfloat16 are computed in float32 by the same loops, as torch's CPU kernels do; inputs are
 expanded and made contiguous); the Triton kernels of :mod:`torchff.kernels.triton.losses` on
 CUDA for float32 / float16 / bfloat16; the composite of torch ops for every other device and
-dtype (complex residuals for ``l1_loss`` and ``laplace_nll_loss``). A vmap rule batches each op by broadcasting.
+dtype (complex residuals for ``l1_loss`` and ``laplace_nll_loss``). A vmap rule batches each op
+by broadcasting (a reduced loss is reduced per sample). The C loops add a reduction in float64,
+in eight lanes per thread's chunk.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import torch
 from torch import Tensor
 
 from torchff.kernels import _c, define
-from torchff.kernels._common import broadcast_shape, compute_dtype, result_dtype
+from torchff.kernels._common import MEAN, NONE, SUM, broadcast_shape, compute_dtype, result_dtype
 
 __all__ = [
     "MSE",
@@ -70,6 +77,24 @@ def _none_like(t: Tensor) -> Tensor:
     return t.new_empty(0)
 
 
+def _weighted(kind: int, spread: Tensor | None) -> bool:
+    """MSE / L1 with a weight: a mean divides by the weights' sum, as torch's."""
+    return spread is not None and kind in (MSE, L1)
+
+
+def _reduced(elements: Tensor, reduction: int, dtype: torch.dtype, weight: Tensor | None = None) -> Tensor:
+    """The loss in ``dtype``: the elements, contiguous, for ``NONE``; else their 0-d sum or mean
+    (taken in the elements' dtype, the compute dtype), for a ``weight`` the weighted mean
+    ``sum / sum(weight)``, both sums in that dtype (no float16 overflow between them)."""
+    if reduction == NONE:
+        return elements.to(dtype).contiguous()
+    if reduction == SUM:
+        return elements.sum().to(dtype)
+    if weight is None:
+        return elements.mean().to(dtype)
+    return (elements.sum() / weight.sum(dtype=elements.dtype)).to(dtype)
+
+
 # --------------------------------------------------------------------------------------
 # composite (every device; the reference the kernels are tested against)
 # --------------------------------------------------------------------------------------
@@ -83,16 +108,18 @@ def _bce_elements(z: Tensor, y: Tensor, w: Tensor | None, pw: Tensor | None) -> 
     return out if w is None else out * w
 
 
-def _bce_composite(input, target, weight, pos_weight):
+def _bce_composite(input, target, weight, pos_weight, reduction):
     c = compute_dtype(result_dtype(input, target, weight, pos_weight))
     cast = [None if t is None else t.to(c) for t in (input, target, weight, pos_weight)]
-    out = _bce_elements(*cast)
-    return out.expand(broadcast_shape(input, target, weight, pos_weight)).to(target.dtype).contiguous()
+    out = _bce_elements(*cast).expand(broadcast_shape(input, target, weight, pos_weight))
+    return _reduced(out, reduction, target.dtype)
 
 
-def _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad):
+def _bce_backward_composite(grad, input, target, weight, pos_weight, scale, input_grad, target_grad):
     c = compute_dtype(result_dtype(input, target, weight, pos_weight))
     g, z, y = grad.to(c), input.to(c), target.to(c)
+    if scale != 1.0:
+        g = g * scale
     w = None if weight is None else weight.to(c)
     pw = None if pos_weight is None else pos_weight.to(c)
     gw = g if w is None else g * w
@@ -120,6 +147,12 @@ def _clamped(a: Tensor, eps: float) -> Tensor:
     return v
 
 
+def _residual(input: Tensor, target: Tensor) -> Tensor:
+    """:math:`d = x - y` in the compute dtype of ``input - target``."""
+    c = compute_dtype(result_dtype(input, target))
+    return input.to(c) - target.to(c)
+
+
 def _regression_elements(d: Tensor, a: Tensor | None, kind: int, full: bool, eps: float) -> Tensor:
     if kind == MSE:
         e = d * d if not d.is_complex() else (d * d.conj()).real
@@ -137,15 +170,13 @@ def _regression_elements(d: Tensor, a: Tensor | None, kind: int, full: bool, eps
     return e + _LOG_2 if full else e
 
 
-def _regression_composite(input, target, spread, kind, full, eps):
-    res_dtype = result_dtype(input, target)
+def _regression_composite(input, target, spread, kind, full, eps, reduction):
     c = compute_dtype(result_dtype(input, target, spread))
-    d = input.to(compute_dtype(res_dtype)) - target.to(compute_dtype(res_dtype))
+    d = _residual(input, target)
     a = None if spread is None else spread.to(_real(c))
-    shape = broadcast_shape(input, target, spread)
     loss = _regression_elements(d.to(c) if not d.is_complex() else d, a, kind, full, eps)
-    out_dtype = _real(result_dtype(input, target, spread))
-    return loss.expand(shape).to(out_dtype).contiguous(), d.expand(shape).to(res_dtype).contiguous()
+    loss = loss.expand(broadcast_shape(input, target, spread))
+    return _reduced(loss, reduction, _real(result_dtype(input, target, spread)), spread if _weighted(kind, spread) else None)
 
 
 def _regression_grads(g: Tensor, d: Tensor, a: Tensor | None, kind: int, eps: float, spread_grad: bool):
@@ -170,26 +201,30 @@ def _regression_grads(g: Tensor, d: Tensor, a: Tensor | None, kind: int, eps: fl
     return gd, ga
 
 
-def _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad):
-    c = compute_dtype(result_dtype(grad, residual, spread))
+def _regression_backward_composite(grad, input, target, spread, kind, eps, scale, spread_grad):
+    res_dtype = result_dtype(input, target)
+    c = compute_dtype(result_dtype(grad, input, target, spread))
     g = grad.to(_real(c))
-    d = residual.to(c) if not residual.is_complex() else residual
+    if scale != 1.0:
+        g = g * scale
+    d = _residual(input, target)
+    d = d.to(c) if not d.is_complex() else d
     a = None if spread is None else spread.to(_real(c))
-    shape = broadcast_shape(grad, residual, spread)
+    shape = broadcast_shape(grad, input, target, spread)
     gd, ga = _regression_grads(g, d, a, kind, eps, spread_grad)
-    gd = gd.expand(shape).to(residual.dtype).contiguous()
-    ga = ga.expand(shape).to(spread.dtype).contiguous() if ga is not None else _none_like(residual)
+    gd = gd.expand(shape).to(res_dtype).contiguous()
+    ga = ga.expand(shape).to(spread.dtype).contiguous() if ga is not None else _none_like(input)
     return gd, ga
 
 
 # --------------------------------------------------------------------------------------
 # fake (shapes and dtypes)
 # --------------------------------------------------------------------------------------
-def _bce_fake(input, target, weight, pos_weight):
-    return target.new_empty(broadcast_shape(input, target, weight, pos_weight))
+def _bce_fake(input, target, weight, pos_weight, reduction):
+    return target.new_empty(broadcast_shape(input, target, weight, pos_weight) if reduction == NONE else ())
 
 
-def _bce_backward_fake(grad, input, target, weight, pos_weight, input_grad, target_grad):
+def _bce_backward_fake(grad, input, target, weight, pos_weight, scale, input_grad, target_grad):
     shape = broadcast_shape(grad, input, target, weight, pos_weight)
     return (
         input.new_empty(shape if input_grad else (0,)),
@@ -197,26 +232,26 @@ def _bce_backward_fake(grad, input, target, weight, pos_weight, input_grad, targ
     )
 
 
-def _regression_fake(input, target, spread, kind, full, eps):
-    shape = broadcast_shape(input, target, spread)
-    res_dtype = result_dtype(input, target)
-    return input.new_empty(shape, dtype=_real(result_dtype(input, target, spread))), input.new_empty(shape, dtype=res_dtype)
+def _regression_fake(input, target, spread, kind, full, eps, reduction):
+    shape = broadcast_shape(input, target, spread) if reduction == NONE else ()
+    return input.new_empty(shape, dtype=_real(result_dtype(input, target, spread)))
 
 
-def _regression_backward_fake(grad, residual, spread, kind, eps, spread_grad):
-    shape = broadcast_shape(grad, residual, spread)
-    ga = spread.new_empty(shape) if spread_grad else residual.new_empty(0)
-    return residual.new_empty(shape), ga
+def _regression_backward_fake(grad, input, target, spread, kind, eps, scale, spread_grad):
+    shape = broadcast_shape(grad, input, target, spread)
+    ga = spread.new_empty(shape) if spread_grad else input.new_empty(0)
+    return input.new_empty(shape, dtype=result_dtype(input, target)), ga
 
 
 # --------------------------------------------------------------------------------------
 # CPU: the C loops
 # --------------------------------------------------------------------------------------
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-_C_BCE = _c.function("bce_with_logits", [_P, _P, _P, _P, _P, _P, _I])
-_C_BCE_BWD = _c.function("bce_with_logits_backward", [_P, _P, _P, _P, _I, _P, _P, _P, _P, _P, _I])
-_C_REG = _c.function("regression", [_P, _P, _P, _P, _P, _I, _I, _D, _P, _I])
-_C_REG_BWD = _c.function("regression_backward", [_P, _P, _I, _P, _P, _P, _I, _D, _P, _I])
+_C_BCE = _c.function("bce_with_logits", [_P, _P, _P, _P, _P, _P, _I, _I])
+_C_BCE_BWD = _c.function("bce_with_logits_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _P, _I, _I])
+_C_REG = _c.function("regression", [_P, _P, _P, _P, _P, _I, _I, _D, _I, _I])
+_C_REG_BWD = _c.function("regression_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _I, _D, _I, _I])
+_C_SUM = _c.function("sum_partials", [_P, _P, _I, _D])
 _C_DTYPES = (torch.float32, torch.float64)
 
 
@@ -226,80 +261,101 @@ def _full(t: Tensor | None, shape, dtype) -> Tensor | None:
         return None
     if t.shape != shape:
         t = t.expand(shape)
-    return t.to(dtype).contiguous()
+    if t.dtype is not dtype:
+        t = t.to(dtype)
+    return t.contiguous()
 
 
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _grad_arg(grad: Tensor, shape, dtype) -> tuple[Tensor, int]:
-    """The upstream gradient as ``(array, g_full)``: one element for a reduced loss."""
-    if grad.numel() == 1 and math.prod(shape) != 1:
-        return grad.to(dtype).reshape(1).contiguous(), 0
+def _grad_arg(grad: Tensor, shape, n: int, dtype) -> tuple[Tensor, int]:
+    """The upstream gradient as ``(array, g_full)``: its one element for a reduced loss."""
+    if grad.numel() == 1 and n != 1:
+        return (grad if grad.dtype is dtype else grad.to(dtype)), 0
     return _full(grad, shape, dtype), 1
 
 
-def _bce_cpu(input, target, weight, pos_weight):
+def _c_loss(fn, dtype, shape, n: int, reduction: int, args: tuple) -> Tensor:
+    """Run a forward loss loop ``fn(out, partial, *args, begin, end)`` over ``n`` elements: the
+    elements for ``NONE``; else the per-chunk partial sums (float64), added and scaled by
+    ``torchff_sum_partials`` into a 0-d tensor."""
+    chunks = _c.ranges(n)
+    if reduction == NONE:
+        out = torch.empty(shape, dtype=dtype)
+        op = out.data_ptr()
+        if n:
+            _c.parallel(lambda k, b, e: fn(op, None, *args, b, e), chunks)
+        return out
+    partial = (ctypes.c_double * len(chunks))()
+    base = ctypes.addressof(partial)
+    _c.parallel(lambda k, b, e: fn(None, base + 8 * k, *args, b, e), chunks)
+    out = torch.empty((), dtype=dtype)
+    _C_SUM[dtype](out.data_ptr(), base, len(chunks), 1.0 / n if reduction == MEAN else 1.0)
+    return out
+
+
+def _bce_cpu(input, target, weight, pos_weight, reduction):
     dtype = compute_dtype(result_dtype(input, target, weight, pos_weight))
-    if dtype not in _C_DTYPES:
-        return _bce_composite(input, target, weight, pos_weight)
     shape = broadcast_shape(input, target, weight, pos_weight)
+    n = math.prod(shape)
+    if dtype not in _C_DTYPES or (n == 0 and reduction != NONE):
+        return _bce_composite(input, target, weight, pos_weight, reduction)
     z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
-    out = z.new_empty(shape)
-    if out.numel():
-        _c.run(_C_BCE[dtype], [out, z, y], (_ptr(w), _ptr(pw), out.data_ptr()))
+    out = _c_loss(_C_BCE[dtype], dtype, shape, n, reduction, (z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw)))
     return out.to(target.dtype)
 
 
-def _bce_backward_cpu(grad, input, target, weight, pos_weight, input_grad, target_grad):
+def _bce_backward_cpu(grad, input, target, weight, pos_weight, scale, input_grad, target_grad):
     dtype = compute_dtype(result_dtype(grad, input, target, weight, pos_weight))
     if dtype not in _C_DTYPES:
-        return _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad)
+        return _bce_backward_composite(grad, input, target, weight, pos_weight, scale, input_grad, target_grad)
     shape = broadcast_shape(grad, input, target, weight, pos_weight)
+    n = math.prod(shape)
     z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
-    g, g_full = _grad_arg(grad, shape, dtype)
-    gz = z.new_empty(shape) if input_grad else None
-    gy = z.new_empty(shape) if target_grad else None
-    first = gz if gz is not None else gy
-    if first is not None and first.numel():
-        _c.run(
-            _C_BCE_BWD[dtype],
-            [first],
-            (_ptr(gz), _ptr(gy), g.data_ptr(), g_full, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw), first.data_ptr()),
-        )
+    g, g_full = _grad_arg(grad, shape, n, dtype)
+    gz = torch.empty(shape, dtype=dtype) if input_grad else None
+    gy = torch.empty(shape, dtype=dtype) if target_grad else None
+    if n and (input_grad or target_grad):
+        fn, args = _C_BCE_BWD[dtype], (_ptr(gz), _ptr(gy), g.data_ptr(), g_full, scale, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw))
+        _c.parallel(lambda k, b, e: fn(*args, b, e), _c.ranges(n))
     return (
         gz.to(input.dtype) if gz is not None else _none_like(input),
         gy.to(target.dtype) if gy is not None else _none_like(target),
     )
 
 
-def _regression_cpu(input, target, spread, kind, full, eps):
-    res_dtype = result_dtype(input, target)
+def _regression_cpu(input, target, spread, kind, full, eps, reduction):
     out_dtype = result_dtype(input, target, spread)
     dtype = compute_dtype(out_dtype)
-    if dtype not in _C_DTYPES or compute_dtype(res_dtype) != dtype:
-        return _regression_composite(input, target, spread, kind, full, eps)
     shape = broadcast_shape(input, target, spread)
+    n = math.prod(shape)
+    if dtype not in _C_DTYPES or compute_dtype(result_dtype(input, target)) != dtype or (n == 0 and reduction != NONE):
+        return _regression_composite(input, target, spread, kind, full, eps, reduction)
     x, y, a = (_full(t, shape, dtype) for t in (input, target, spread))
-    loss, res = x.new_empty(shape), x.new_empty(shape)
-    if loss.numel():
-        _c.run(_C_REG[dtype], [loss, res, x, y], (_ptr(a), kind, int(full), eps, loss.data_ptr()))
-    return loss.to(out_dtype), res.to(res_dtype)
+    args = (x.data_ptr(), y.data_ptr(), _ptr(a), kind, int(full), eps)
+    if reduction == MEAN and _weighted(kind, spread):  # the weighted mean: sum / sum(w)
+        return (_c_loss(_C_REG[dtype], dtype, shape, n, SUM, args) / spread.sum(dtype=dtype)).to(out_dtype)
+    return _c_loss(_C_REG[dtype], dtype, shape, n, reduction, args).to(out_dtype)
 
 
-def _regression_backward_cpu(grad, residual, spread, kind, eps, spread_grad):
-    dtype = compute_dtype(result_dtype(grad, residual, spread))
-    if dtype not in _C_DTYPES or compute_dtype(residual.dtype) != dtype:
-        return _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad)
-    shape = broadcast_shape(grad, residual, spread)
-    d, a = _full(residual, shape, dtype), _full(spread, shape, dtype)
-    g, g_full = _grad_arg(grad, shape, dtype)
-    gd = d.new_empty(shape)
-    ga = d.new_empty(shape) if spread_grad else None
-    if gd.numel():
-        _c.run(_C_REG_BWD[dtype], [gd], (g.data_ptr(), g_full, d.data_ptr(), _ptr(a), _ptr(ga), kind, eps, gd.data_ptr()))
-    return gd.to(residual.dtype), (ga.to(spread.dtype) if ga is not None else _none_like(residual))
+def _regression_backward_cpu(grad, input, target, spread, kind, eps, scale, spread_grad):
+    res_dtype = result_dtype(input, target)
+    dtype = compute_dtype(result_dtype(grad, input, target, spread))
+    if dtype not in _C_DTYPES or compute_dtype(res_dtype) != dtype:
+        return _regression_backward_composite(grad, input, target, spread, kind, eps, scale, spread_grad)
+    shape = broadcast_shape(grad, input, target, spread)
+    n = math.prod(shape)
+    x, y, a = (_full(t, shape, dtype) for t in (input, target, spread))
+    g, g_full = _grad_arg(grad, shape, n, dtype)
+    gd = torch.empty(shape, dtype=dtype)
+    ga = torch.empty(shape, dtype=dtype) if spread_grad else None
+    if n:
+        fn = _C_REG_BWD[dtype]
+        args = (gd.data_ptr(), _ptr(ga), g.data_ptr(), g_full, scale, x.data_ptr(), y.data_ptr(), _ptr(a), kind, eps)
+        _c.parallel(lambda k, b, e: fn(*args, b, e), _c.ranges(n))
+    return gd.to(res_dtype), (ga.to(spread.dtype) if ga is not None else _none_like(input))
 
 
 # --------------------------------------------------------------------------------------
@@ -312,36 +368,36 @@ def _triton_ok(*tensors: Tensor | None) -> bool:
     return all(t is None or t.dtype in _TRITON_DTYPES for t in tensors)
 
 
-def _bce_cuda(input, target, weight, pos_weight):
+def _bce_cuda(input, target, weight, pos_weight, reduction):
     if not _triton_ok(input, target, weight, pos_weight):
-        return _bce_composite(input, target, weight, pos_weight)
+        return _bce_composite(input, target, weight, pos_weight, reduction)
     from torchff.kernels.triton import losses as kernels
 
-    return kernels.bce_with_logits(input, target, weight, pos_weight)
+    return kernels.bce_with_logits(input, target, weight, pos_weight, reduction)
 
 
-def _bce_backward_cuda(grad, input, target, weight, pos_weight, input_grad, target_grad):
+def _bce_backward_cuda(grad, input, target, weight, pos_weight, scale, input_grad, target_grad):
     if not _triton_ok(grad, input, target, weight, pos_weight):
-        return _bce_backward_composite(grad, input, target, weight, pos_weight, input_grad, target_grad)
+        return _bce_backward_composite(grad, input, target, weight, pos_weight, scale, input_grad, target_grad)
     from torchff.kernels.triton import losses as kernels
 
-    return kernels.bce_with_logits_backward(grad, input, target, weight, pos_weight, input_grad, target_grad)
+    return kernels.bce_with_logits_backward(grad, input, target, weight, pos_weight, scale, input_grad, target_grad)
 
 
-def _regression_cuda(input, target, spread, kind, full, eps):
+def _regression_cuda(input, target, spread, kind, full, eps, reduction):
     if not _triton_ok(input, target, spread):
-        return _regression_composite(input, target, spread, kind, full, eps)
+        return _regression_composite(input, target, spread, kind, full, eps, reduction)
     from torchff.kernels.triton import losses as kernels
 
-    return kernels.regression(input, target, spread, kind, full, eps)
+    return kernels.regression(input, target, spread, kind, full, eps, reduction)
 
 
-def _regression_backward_cuda(grad, residual, spread, kind, eps, spread_grad):
-    if not _triton_ok(grad, residual, spread):
-        return _regression_backward_composite(grad, residual, spread, kind, eps, spread_grad)
+def _regression_backward_cuda(grad, input, target, spread, kind, eps, scale, spread_grad):
+    if not _triton_ok(grad, input, target, spread):
+        return _regression_backward_composite(grad, input, target, spread, kind, eps, scale, spread_grad)
     from torchff.kernels.triton import losses as kernels
 
-    return kernels.regression_backward(grad, residual, spread, kind, eps, spread_grad)
+    return kernels.regression_backward(grad, input, target, spread, kind, eps, scale, spread_grad)
 
 
 # --------------------------------------------------------------------------------------
@@ -372,47 +428,60 @@ def _broadcast_vmap(op, placeholders=()):
     return rule
 
 
-def _single_output(op):
+def _loss_vmap(op, weight_of=None):
+    """The vmap rule of a forward loss op (its last argument the reduction): the batch's loss
+    elements from the op with ``NONE``, reduced per sample. ``weight_of(args)`` gives the
+    argument position of the weight whose sum a mean divides by (None for a plain mean)."""
     rule = _broadcast_vmap(lambda *a: (op(*a),))
 
-    def single(info, in_dims, *args):
-        (out,), (dim,) = rule(info, in_dims, *args)
-        return out, dim
+    def batched(info, in_dims, *args):
+        (out,), (dim,) = rule(info, in_dims[:-1] + (None,), *args[:-1], NONE)
+        reduction = args[-1]
+        if reduction == NONE:
+            return out, dim
+        flat = out.reshape(out.shape[0], -1)
+        w = None if weight_of is None else weight_of(args)
+        if reduction == SUM or w is None:
+            return (flat.sum(1) if reduction == SUM else flat.mean(1)), dim
+        weight, wdim = args[w], in_dims[w]
+        c = compute_dtype(flat.dtype)
+        total = weight.movedim(wdim, 0).reshape(weight.shape[wdim], -1).sum(1, dtype=c) if wdim is not None else weight.sum(dtype=c)
+        return (flat.sum(1, dtype=c) / total).to(flat.dtype), dim
 
-    return single
+    return batched
 
 
 bce_with_logits = define(
-    "bce_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight) -> Tensor",
+    "bce_with_logits(Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, int reduction) -> Tensor",
     composite=_bce_composite,
     fake=_bce_fake,
     cpu=_bce_cpu if _C_BCE is not None else None,
     cuda=_bce_cuda,
-    vmap=_single_output(lambda *a: bce_with_logits(*a)),
+    vmap=_loss_vmap(lambda *a: bce_with_logits(*a)),
 )
 bce_with_logits_backward = define(
     "bce_with_logits_backward(Tensor grad, Tensor input, Tensor target, Tensor? weight, Tensor? pos_weight, "
-    "bool input_grad, bool target_grad) -> (Tensor, Tensor)",
+    "float scale, bool input_grad, bool target_grad) -> (Tensor, Tensor)",
     composite=_bce_backward_composite,
     fake=_bce_backward_fake,
     cpu=_bce_backward_cpu if _C_BCE_BWD is not None else None,
     cuda=_bce_backward_cuda,
-    vmap=_broadcast_vmap(lambda *a: bce_with_logits_backward(*a), {0: 5, 1: 6}),
+    vmap=_broadcast_vmap(lambda *a: bce_with_logits_backward(*a), {0: 6, 1: 7}),
 )
 regression = define(
-    "regression(Tensor input, Tensor target, Tensor? spread, int kind, bool full, float eps) -> (Tensor, Tensor)",
+    "regression(Tensor input, Tensor target, Tensor? spread, int kind, bool full, float eps, int reduction) -> Tensor",
     composite=_regression_composite,
     fake=_regression_fake,
     cpu=_regression_cpu if _C_REG is not None else None,
     cuda=_regression_cuda,
-    vmap=_broadcast_vmap(lambda *a: regression(*a)),
+    vmap=_loss_vmap(lambda *a: regression(*a), lambda args: 2 if _weighted(args[3], args[2]) else None),
 )
 regression_backward = define(
-    "regression_backward(Tensor grad, Tensor residual, Tensor? spread, int kind, float eps, bool spread_grad) "
-    "-> (Tensor, Tensor)",
+    "regression_backward(Tensor grad, Tensor input, Tensor target, Tensor? spread, int kind, float eps, "
+    "float scale, bool spread_grad) -> (Tensor, Tensor)",
     composite=_regression_backward_composite,
     fake=_regression_backward_fake,
     cpu=_regression_backward_cpu if _C_REG_BWD is not None else None,
     cuda=_regression_backward_cuda,
-    vmap=_broadcast_vmap(lambda *a: regression_backward(*a), {1: 5}),
+    vmap=_broadcast_vmap(lambda *a: regression_backward(*a), {1: 7}),
 )
