@@ -8,9 +8,8 @@
  * the upstream gradient, which may be one element (a reduced loss: g_full = 0). Each call covers
  * the elements [begin, end) of its arrays (one chunk of torchff.kernels._c.ranges).
  *
- * Forward: with an output array, the loss elements; with out = NULL, their sum over the chunk,
- * accumulated in double in eight independent lanes (so that the loop vectorizes) and written to
- * *partial; torchff_sum_partials adds the chunks' partial sums and scales them (1/n for a mean).
+ * Forward: with an output array, the loss elements; with out = NULL, their sum over the chunk
+ * (blocks of 256 summed in 16 vector lanes, added in double: TORCHFF_SUM) written to *partial; torchff_sum_partials adds the chunks' partial sums and scales them (1/n for a mean).
  * Backward: the upstream gradient times `scale` (1/n for a mean) times the derivatives.
  *
  * BCE with logits, e = exp(-|z|), L = log1p(e), lw = 1 + (pw - 1) y:
@@ -53,20 +52,27 @@ static inline float torchff_log1p_unit_f32(float u) {
 
 #define TORCHFF_SGN(T, d) ((d) != (d) ? (d) : (T)(((d) > (T)0) - ((d) < (T)0)))
 
-/* *OUT = the sum of EXPR (an expression of i) for i in [B, E), in double: eight lanes, then the
-   tail, added in a fixed order (the result does not depend on the vector width). */
-#define TORCHFF_SUM(OUT, B, E, EXPR)                                                               \
+/* *OUT = the sum of EXPR (an expression of i) for i in [B, E), in double: each block of 256
+   elements is summed in 16 lanes of T (16 terms per lane: vector adds, no conversions in the
+   loop), the lanes added in double, and the blocks and the tail added in double. The result
+   does not depend on the vector width. */
+#define TORCHFF_SUM(T, OUT, B, E, EXPR)                                                            \
     do {                                                                                           \
-        double acc_[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail_ = 0;                                      \
+        double total_ = 0;                                                                         \
         int64_t i0_ = (B);                                                                         \
-        for (; i0_ + 8 <= (E); i0_ += 8)                                                           \
-            for (int j_ = 0; j_ < 8; ++j_) {                                                       \
-                const int64_t i = i0_ + j_;                                                        \
-                acc_[j_] += (double)(EXPR);                                                        \
-            }                                                                                      \
-        for (int64_t i = i0_; i < (E); ++i) tail_ += (double)(EXPR);                               \
-        *(OUT) = ((acc_[0] + acc_[1]) + (acc_[2] + acc_[3])) +                                     \
-                 ((acc_[4] + acc_[5]) + (acc_[6] + acc_[7])) + tail_;                              \
+        for (; i0_ + 256 <= (E); i0_ += 256) {                                                     \
+            T acc_[16] = {0};                                                                      \
+            for (int64_t k_ = 0; k_ < 256; k_ += 16)                                               \
+                for (int j_ = 0; j_ < 16; ++j_) {                                                  \
+                    const int64_t i = i0_ + k_ + j_;                                               \
+                    acc_[j_] += (EXPR);                                                            \
+                }                                                                                  \
+            double s_ = 0;                                                                         \
+            for (int j_ = 0; j_ < 16; ++j_) s_ += (double)acc_[j_];                                \
+            total_ += s_;                                                                          \
+        }                                                                                          \
+        for (int64_t i = i0_; i < (E); ++i) total_ += (double)(EXPR);                              \
+        *(OUT) = total_;                                                                           \
     } while (0)
 
 /* EXPN(a) = exp(-a) for a >= 0, LOG1PU(u) = log1p(u) for u in [0, 1]. Each loop body is an
@@ -86,7 +92,7 @@ static inline float torchff_log1p_unit_f32(float u) {
             for (int64_t i = b; i < e; ++i)                                                        \
                 out[i] = bce_elem_##SUFFIX(z[i], y[i], has_w ? w[i] : (T)1, has_pw ? pw[i] : (T)1); \
         } else {                                                                                   \
-            TORCHFF_SUM(partial, b, e,                                                             \
+            TORCHFF_SUM(T, partial, b, e,                                                             \
                         bce_elem_##SUFFIX(z[i], y[i], has_w ? w[i] : (T)1, has_pw ? pw[i] : (T)1)); \
         }                                                                                          \
     }                                                                                              \
@@ -158,7 +164,7 @@ static inline float torchff_log1p_unit_f32(float u) {
             for (int64_t i = b; i < e; ++i)                                                        \
                 loss[i] = reg_elem_##SUFFIX(x[i] - y[i], has_a ? a[i] : (T)1, ep, c, kind, has_a); \
         } else {                                                                                   \
-            TORCHFF_SUM(partial, b, e,                                                             \
+            TORCHFF_SUM(T, partial, b, e,                                                             \
                         reg_elem_##SUFFIX(x[i] - y[i], has_a ? a[i] : (T)1, ep, c, kind, has_a));  \
         }                                                                                          \
     }                                                                                              \
