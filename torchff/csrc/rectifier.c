@@ -17,8 +17,10 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "torchff_api.h"
+#include "torchff_parallel.h"
 
 /* Two outputs from one input: one loop per output over a block small enough to stay in L1
    vectorizes better than one loop writing both arrays of different element sizes. */
@@ -29,7 +31,7 @@
 #define TORCHFF_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 #define TORCHFF_KERNELS(T, SUFFIX, FABS)                                                           \
-    TORCHFF_API void torchff_leaky_mask_##SUFFIX(const T *x, T *out, uint8_t *mask, double a,     \
+    static TORCHFF_TARGETS void leaky_mask_range_##SUFFIX(const T *x, T *out, uint8_t *mask, double a,     \
                                                  int64_t n) {                                     \
         const T slope = (T)a;                                                                      \
         for (int64_t b = 0; b < n; b += TORCHFF_BLOCK) {                                           \
@@ -38,26 +40,26 @@
             for (int64_t i = b; i < e; ++i) mask[i] = (uint8_t)(x[i] > (T)0);                      \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_leaky_backward_##SUFFIX(const T *g, const uint8_t *mask, T *out,     \
+    static TORCHFF_TARGETS void leaky_backward_range_##SUFFIX(const T *g, const uint8_t *mask, T *out,     \
                                                      double a, int64_t n) {                       \
         const T slope = (T)a;                                                                      \
         for (int64_t i = 0; i < n; ++i) out[i] = g[i] * (mask[i] ? (T)1 : slope);                  \
     }                                                                                              \
-    TORCHFF_API void torchff_abs_sign_##SUFFIX(const T *x, T *out, int8_t *sign, int64_t n) {     \
+    static TORCHFF_TARGETS void abs_sign_range_##SUFFIX(const T *x, T *out, int8_t *sign, int64_t n) {     \
         for (int64_t i = 0; i < n; ++i) {                                                          \
             const T v = x[i];                                                                      \
             out[i] = FABS(v);                                                                      \
             sign[i] = (int8_t)((v > (T)0) - (v < (T)0));                                           \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_times_small_##SUFFIX(const T *g, const int8_t *small, T *out,        \
+    static TORCHFF_TARGETS void times_small_range_##SUFFIX(const T *g, const int8_t *small, T *out,        \
                                                   int64_t n) {                                    \
         for (int64_t i = 0; i < n; ++i) out[i] = g[i] * (T)small[i];                               \
     }                                                                                              \
-    TORCHFF_API void torchff_step_##SUFFIX(const T *x, T *out, int64_t n) {                       \
+    static TORCHFF_TARGETS void step_range_##SUFFIX(const T *x, T *out, int64_t n) {                       \
         for (int64_t i = 0; i < n; ++i) out[i] = x[i] != x[i] ? x[i] : (T)(x[i] >= (T)0);         \
     }                                                                                              \
-    TORCHFF_API void torchff_step_inside_##SUFFIX(const T *x, T *out, uint8_t *inside,            \
+    static TORCHFF_TARGETS void step_inside_range_##SUFFIX(const T *x, T *out, uint8_t *inside,            \
                                                   int64_t n) {                                    \
         for (int64_t b = 0; b < n; b += TORCHFF_BLOCK) {                                           \
             const int64_t e = TORCHFF_MIN(b + TORCHFF_BLOCK, n);                                   \
@@ -77,7 +79,7 @@
     }                                                                                              \
     /* elements [begin, end) of x viewed as (outer, C, inner); mask may be NULL. With inner == 1  \
        and C > 1, begin and end are multiples of C (whole rows). */                               \
-    TORCHFF_API void torchff_prelu_##SUFFIX(const T *x, const T *w, T *out, uint8_t *mask,        \
+    static TORCHFF_TARGETS void prelu_range_##SUFFIX(const T *x, const T *w, T *out, uint8_t *mask,        \
                                             int64_t C, int64_t inner, int64_t begin,              \
                                             int64_t end) {                                        \
         if (inner == 1 && C > 1) {                                                                 \
@@ -111,7 +113,7 @@
     /* PReLU's backward from the input x over elements [begin, end): gi (may be NULL) and the     \
        range's partial sums of the weight's gradient, partial[c] (may be NULL; C doubles, set     \
        here). With inner == 1 and C > 1, begin and end are multiples of C. */                     \
-    TORCHFF_API void torchff_prelu_backward_##SUFFIX(const T *g, const T *x, const T *w, T *gi,   \
+    static TORCHFF_TARGETS void prelu_backward_range_##SUFFIX(const T *g, const T *x, const T *w, T *gi,   \
                                                      double *partial, int64_t C, int64_t inner,   \
                                                      int64_t begin, int64_t end) {                \
         if (partial)                                                                               \
@@ -142,7 +144,7 @@
         }                                                                                          \
     }                                                                                              \
     /* the input's gradient from the mask x > 0 (the weight needs none) */                        \
-    TORCHFF_API void torchff_prelu_backward_mask_##SUFFIX(const T *g, const uint8_t *mask,        \
+    static TORCHFF_TARGETS void prelu_backward_mask_range_##SUFFIX(const T *g, const uint8_t *mask,        \
                                                           const T *w, T *gi, int64_t C,           \
                                                           int64_t inner, int64_t begin,           \
                                                           int64_t end) {                          \
@@ -156,6 +158,78 @@
             const T wc = w[row % C];                                                               \
             for (int64_t k = i; k < stop; ++k) gi[k] = g[k] * (mask[k] ? (T)1 : wc);               \
             i = stop;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
+    /* the exported entry points: the whole array, split over threads (torchff_parallel.h) */     \
+    TORCHFF_EXPORT void torchff_leaky_mask_##SUFFIX(const T *x, T *out, uint8_t *mask, double a,  \
+                                                    int64_t n) {                                  \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           leaky_mask_range_##SUFFIX(x + begin, out + begin, mask + begin, a,      \
+                                                     end - begin));                                \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_leaky_backward_##SUFFIX(const T *g, const uint8_t *mask, T *out,  \
+                                                        double a, int64_t n) {                    \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           leaky_backward_range_##SUFFIX(g + begin, mask + begin, out + begin, a,  \
+                                                         end - begin));                            \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_abs_sign_##SUFFIX(const T *x, T *out, int8_t *sign, int64_t n) {  \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           abs_sign_range_##SUFFIX(x + begin, out + begin, sign + begin,           \
+                                                   end - begin));                                  \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_times_small_##SUFFIX(const T *g, const int8_t *small, T *out,     \
+                                                     int64_t n) {                                 \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           times_small_range_##SUFFIX(g + begin, small + begin, out + begin,       \
+                                                      end - begin));                               \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_step_##SUFFIX(const T *x, T *out, int64_t n) {                    \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           step_range_##SUFFIX(x + begin, out + begin, end - begin));              \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_step_inside_##SUFFIX(const T *x, T *out, uint8_t *inside,         \
+                                                     int64_t n) {                                 \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           step_inside_range_##SUFFIX(x + begin, out + begin, inside + begin,      \
+                                                      end - begin));                               \
+    }                                                                                              \
+    /* x viewed as (outer, C, inner), n elements; chunks of whole rows when inner == 1, C > 1 */  \
+    TORCHFF_EXPORT void torchff_prelu_##SUFFIX(const T *x, const T *w, T *out, uint8_t *mask,     \
+                                               int64_t C, int64_t inner, int64_t n) {             \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, inner == 1 && C > 1 ? C : 1,                   \
+                           prelu_range_##SUFFIX(x, w, out, mask, C, inner, begin, end));           \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_prelu_backward_mask_##SUFFIX(const T *g, const uint8_t *mask,     \
+                                                             const T *w, T *gi, int64_t C,        \
+                                                             int64_t inner, int64_t n) {          \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, inner == 1 && C > 1 ? C : 1,                   \
+                           prelu_backward_mask_range_##SUFFIX(g, mask, w, gi, C, inner, begin,     \
+                                                              end));                               \
+    }                                                                                              \
+    /* gi (may be NULL) and, in gw (C doubles, may be NULL), the weight's gradient: each chunk's  \
+       partial sums, added in chunk order */                                                      \
+    TORCHFF_EXPORT void torchff_prelu_backward_##SUFFIX(const T *g, const T *x, const T *w, T *gi, \
+                                                        double *gw, int64_t C, int64_t inner,     \
+                                                        int64_t n) {                              \
+        int chunks = torchff_chunks(n, n);                                                         \
+        double *partial = NULL;                                                                    \
+        if (gw && chunks > 1) {                                                                    \
+            partial = (double *)malloc(sizeof(double) * (size_t)(chunks * C));                     \
+            if (!partial) chunks = 1;                                                              \
+        }                                                                                          \
+        double *const part = partial;                                                              \
+        TORCHFF_FOR_CHUNKS(chunks, n, inner == 1 && C > 1 ? C : 1,                                 \
+                           prelu_backward_range_##SUFFIX(g, x, w, gi,                              \
+                                                         part ? part + chunk * C : gw, C, inner,   \
+                                                         begin, end));                             \
+        if (part) {                                                                                \
+            for (int64_t c = 0; c < C; ++c) {                                                      \
+                double s = 0.0;                                                                    \
+                for (int k = 0; k < chunks; ++k) s += part[k * C + c];                             \
+                gw[c] = s;                                                                         \
+            }                                                                                      \
+            free(part);                                                                            \
         }                                                                                          \
     }
 

@@ -49,9 +49,9 @@ _C = {
     "times_small": _c.function("times_small", [_P, _P, _P, _I64]),
     "step": _c.function("step", [_P, _P, _I64]),
     "step_inside": _c.function("step_inside", [_P, _P, _P, _I64]),
-    "prelu": _c.function("prelu", [_P, _P, _P, _P, _I64, _I64, _I64, _I64]),
-    "prelu_backward": _c.function("prelu_backward", [_P, _P, _P, _P, _P, _I64, _I64, _I64, _I64]),
-    "prelu_backward_mask": _c.function("prelu_backward_mask", [_P, _P, _P, _P, _I64, _I64, _I64, _I64]),
+    "prelu": _c.function("prelu", [_P, _P, _P, _P, _I64, _I64, _I64]),
+    "prelu_backward": _c.function("prelu_backward", [_P, _P, _P, _P, _P, _I64, _I64, _I64]),
+    "prelu_backward_mask": _c.function("prelu_backward_mask", [_P, _P, _P, _P, _I64, _I64, _I64]),
 }
 _HAVE_C = _c.available()
 
@@ -73,13 +73,9 @@ def _fresh(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
 
 
 def _run(fn, arrays: list[Tensor], scalars: tuple = ()) -> None:
-    """:func:`torchff.kernels._c.run`, with the call made here directly below two chunks' worth
-    (the common case at training sizes: no Python chunking logic)."""
-    n = arrays[0].numel()
-    if n < 2 * _c.MIN_CHUNK:
-        fn(*(t.data_ptr() for t in arrays), *scalars, n)
-    else:
-        _c.run(fn, arrays, scalars)
+    """``fn(*pointers, *scalars, n)``: one call over the whole arrays (the C function splits
+    large ones over torch's threads itself)."""
+    fn(*(t.data_ptr() for t in arrays), *scalars, arrays[0].numel())
 
 
 def _none(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -318,8 +314,7 @@ def _prelu_cpu(x: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Tens
     C, inner = geometry(x, weight)
     out = _fresh(x)
     mask = _fresh(x, torch.bool) if with_mask else _none(x, torch.bool)
-    xp, wp, op, mp = x.data_ptr(), weight.data_ptr(), out.data_ptr(), mask.data_ptr() if with_mask else None
-    _c.parallel(lambda k, b, e: fn(xp, wp, op, mp, C, inner, b, e), _c.ranges(x.numel(), C if inner == 1 else 1))
+    fn(x.data_ptr(), weight.data_ptr(), out.data_ptr(), mask.data_ptr() if with_mask else None, C, inner, x.numel())
     return out, mask
 
 
@@ -394,22 +389,15 @@ def _prelu_backward_cpu(
     lanes = _scalar_lanes(grad.numel()) if weight.numel() == 1 else 0
     if lanes:  # one weight as `lanes` equal channels: the C loop's vectorized channel path
         C, inner, weight = lanes, 1, weight.reshape(1).expand(lanes).contiguous()
-    ranges = _c.ranges(grad.numel(), C if inner == 1 else 1)
     gi = _fresh(grad) if need_input else _none(grad)
     gp, sp, wp, ip = grad.data_ptr(), saved.data_ptr(), weight.data_ptr(), gi.data_ptr() if need_input else None
     if from_mask:
-        _c.parallel(lambda k, b, e: fn(gp, sp, wp, ip, C, inner, b, e), ranges)
+        fn(gp, sp, wp, ip, C, inner, grad.numel())
         return gi, _none(weight)
-    partial = torch.empty(len(ranges), C, dtype=torch.float64) if need_weight else None
-    pp = partial.data_ptr() if need_weight else None
-
-    def call(k, b, e):
-        fn(gp, sp, wp, ip, None if pp is None else pp + k * C * 8, C, inner, b, e)
-
-    _c.parallel(call, ranges)
+    gw = torch.empty(C, dtype=torch.float64) if need_weight else None  # the C loop's float64 sums
+    fn(gp, sp, wp, ip, None if gw is None else gw.data_ptr(), C, inner, grad.numel())
     if not need_weight:
         return gi, _none(weight)
-    gw = partial.sum(0)
     if lanes:
         gw = gw.sum(0, keepdim=True)  # the lanes' partial sums, in float64
     return gi, gw.to(weight.dtype).reshape(w_shape)
