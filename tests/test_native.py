@@ -174,3 +174,17 @@ def test_strided_and_other_dtypes_take_the_same_path():
         h = x.to(dtype)
         assert bits_equal(K.leaky_mask(h, -0.5)[0], torch.nn.functional.leaky_relu(h, -0.5).contiguous())
         assert bits_equal(K.abs_sign(h)[1], torch.sign(h).to(torch.int8).contiguous())
+
+
+@needs_c
+@pytest.mark.parametrize("shape, dim", [((3001, 132), 1), ((7, 8, 40001), 1), ((300001, 4), 1)])
+def test_maxout_chunks_equal_the_composite(shape, dim, threads):
+    # row and inner layouts split over 1 or 4 threads: every chunk boundary lands mid-row somewhere
+    from torchff.kernels import maxout as M
+
+    x = torch.randn(*shape, dtype=torch.float64)
+    out, idx = torch.ops.torchff.maxout(x, 4, dim)
+    want, want_idx = M._maxout_composite(x, 4, dim)
+    assert torch.equal(out, want) and torch.equal(idx.long(), want_idx.long())
+    g = torch.randn_like(out)
+    assert torch.equal(torch.ops.torchff.maxout_backward(g, idx, 4, dim), M._backward_composite(g, idx, 4, dim))

@@ -5,10 +5,11 @@
  * (torchff/kernels/maxout.py calls these through torchff.kernels._c).
  *
  * Layout: the input is (rows, k, inner) (rows = the dims before the maxout dim times the units,
- * k = pieces, inner = the dims after it); the output and the index are (rows, inner). Every
- * function handles the output elements [start, start + n) of that (rows, inner) flattening,
- * where start = out - out0 (torchff.kernels._c.run offsets the output-shaped pointers per
- * chunk and passes the input-shaped base pointer unchanged).
+ * k = pieces, inner = the dims after it); the output and the index are (rows, inner). The
+ * exported functions take the whole arrays and split the n output elements over threads
+ * (torchff_parallel.h); each chunk's worker handles the output elements [start, start + n) of
+ * that (rows, inner) flattening, where start = out - out0 (its output-shaped pointers offset
+ * to the chunk, the input-shaped one the base).
  *
  * Winner: the first maximal piece; in a group holding a nan, the first nan (torch.max's rule):
  *   take_j = (v_j > best) | (v_j != v_j & best == best)
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "torchff_api.h"
+#include "torchff_parallel.h"
 
 /* groups per block on the inner == 1 path: the outputs being updated stay in L1 */
 #define TORCHFF_MAXOUT_BLOCK 1024
@@ -41,7 +43,7 @@
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_maxout_##SUFFIX(T *out, uint8_t *index, const T *x, const T *out0,    \
+    static TORCHFF_TARGETS void maxout_range_##SUFFIX(T *out, uint8_t *index, const T *x, const T *out0,    \
                                              int64_t k, int64_t inner, int64_t n) {                \
         const int64_t start = out - out0, end = start + n;                                         \
         T *o = out - start;                                                                        \
@@ -73,7 +75,7 @@
             m += i1 - i0;                                                                          \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_maxout_backward_##SUFFIX(const T *grad, const uint8_t *index,         \
+    static TORCHFF_TARGETS void maxout_backward_range_##SUFFIX(const T *grad, const uint8_t *index,         \
                                                       T *grad_in, const T *grad0, int64_t k,       \
                                                       int64_t inner, int64_t n) {                  \
         /* grad_in (rows, k, inner) = grad where the piece is the winner, 0 elsewhere */           \
@@ -101,6 +103,19 @@
             }                                                                                      \
             m += i1 - i0;                                                                          \
         }                                                                                          \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_maxout_##SUFFIX(T *out, uint8_t *index, const T *x, int64_t k,    \
+                                                int64_t inner, int64_t n) {                       \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n * k), n, 1,                                         \
+                           maxout_range_##SUFFIX(out + begin, index + begin, x, out, k, inner,     \
+                                                 end - begin));                                    \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_maxout_backward_##SUFFIX(const T *grad, const uint8_t *index,     \
+                                                         T *grad_in, int64_t k, int64_t inner,    \
+                                                         int64_t n) {                             \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n * k), n, 1,                                         \
+                           maxout_backward_range_##SUFFIX(grad + begin, index + begin, grad_in,    \
+                                                          grad, k, inner, end - begin));           \
     }
 
 TORCHFF_MAXOUT(float, f32)

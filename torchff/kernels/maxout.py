@@ -112,8 +112,8 @@ def _backward_fake(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor
 # CPU: the C loops
 # --------------------------------------------------------------------------------------
 _P, _I = ctypes.c_void_p, ctypes.c_int64
-_C_FWD = _c.function("maxout", [_P, _P, _P, _P, _I, _I, _I])
-_C_BWD = _c.function("maxout_backward", [_P, _P, _P, _P, _I, _I, _I])
+_C_FWD = _c.function("maxout", [_P, _P, _P, _I, _I, _I])
+_C_BWD = _c.function("maxout_backward", [_P, _P, _P, _I, _I, _I])
 
 
 def _maxout_cpu(x: Tensor, pieces: int, dim: int) -> tuple[Tensor, Tensor]:
@@ -126,7 +126,7 @@ def _maxout_cpu(x: Tensor, pieces: int, dim: int) -> tuple[Tensor, Tensor]:
     index = x.new_empty(shape, dtype=torch.uint8)
     if out.numel():
         _, inner = _layout(x.shape, pieces, dim)
-        _c.run(fn, [out, index], (x.data_ptr(), out.data_ptr(), pieces, inner))
+        fn(out.data_ptr(), index.data_ptr(), x.data_ptr(), pieces, inner, out.numel())
     return out, index
 
 
@@ -138,7 +138,7 @@ def _backward_cpu(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor:
     grad_in = grad.new_empty(_in_shape(grad.shape, pieces, dim))
     if grad.numel():
         inner = math.prod(grad.shape[dim + 1:])
-        _c.run(fn, [grad, index], (grad_in.data_ptr(), grad.data_ptr(), pieces, inner))
+        fn(grad.data_ptr(), index.data_ptr(), grad_in.data_ptr(), pieces, inner, grad.numel())
     return grad_in
 
 
