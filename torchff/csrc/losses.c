@@ -5,19 +5,22 @@
  *
  * Every array has the broadcast shape of the op's arguments (the caller expands and makes them
  * contiguous), except an optional argument (weight, pos_weight, spread), which may be NULL, and
- * the upstream gradient, which may be one element (a reduced loss: g_full = 0). Each call covers
- * the elements [begin, end) of its arrays (one chunk of torchff.kernels._c.ranges).
+ * the upstream gradient, which may be one element (a reduced loss: g_full = 0). The exported
+ * functions take the whole arrays (n elements) and split them over threads (torchff_parallel.h);
+ * each chunk's worker covers the elements [begin, end).
  *
- * Forward: with an output array, the loss elements; with out = NULL, their sum over the chunk
- * (blocks of 256 summed in 16 vector lanes, added in double: TORCHFF_SUM) written to *partial; torchff_sum_partials adds the chunks' partial sums and scales them (1/n for a mean).
+ * Forward: with an output array, the loss elements; with out = NULL, their sum (per chunk:
+ * blocks of 256 summed in 16 vector lanes, added in double, TORCHFF_SUM; the chunks' sums added
+ * in chunk order) times `scale` (1/n for a mean), written to total[0].
  * Backward: the upstream gradient times `scale` (1/n for a mean) times the derivatives.
  *
  * BCE with logits, e = exp(-|z|), L = log1p(e), lw = 1 + (pw - 1) y:
  *   loss    = w [(1 - y) max(z, 0) + pw y max(-z, 0) + lw L]     (every term >= 0 for y in [0, 1])
  *   dl/dz   = w [lw s - pw y],        s = sigmoid(z) = z >= 0 ? 1 / (1 + e) : e / (1 + e)
  *   dl/dy   = w [(pw - 1)(max(-z, 0) + L) - z]
- * Regression on the residual d = x - y, computed per element from x and y (kind 0 MSE, 1 L1, 2 Gaussian NLL, 3 Laplace NLL), with
- * the spread a = weight (0, 1), var (2) or scale (3), v = max(a, eps) for 2 and 3:
+ * Regression on the residual d = x - y, computed per element from x and y (kind 0 MSE, 1 L1,
+ * 2 Gaussian NLL, 3 Laplace NLL), with the spread a = weight (0, 1), var (2) or scale (3),
+ * v = max(a, eps) for 2 and 3:
  *   0: w d^2                      dl/dd = 2 w d          dl/dw = d^2
  *   1: w |d|                      dl/dd = w sgn(d)       dl/dw = |d|
  *   2: (log v + d^2 / v + c) / 2  dl/dd = d / v          dl/dvar = (1/v - (d/v)^2) / 2
@@ -30,6 +33,7 @@
 
 #include "torchff_api.h"
 #include "torchff_math.h"
+#include "torchff_parallel.h"
 
 /* torch.sign: -1, 0, 1, and nan for nan */
 
@@ -97,7 +101,7 @@ static inline float torchff_log1p_unit_f32(float u) {
         }                                                                                          \
     }                                                                                              \
     /* out: the loss elements, or NULL for their sum in *partial */                                \
-    TORCHFF_API void torchff_bce_with_logits_##SUFFIX(T *out, double *partial, const T *z,        \
+    static TORCHFF_TARGETS void bce_range_##SUFFIX(T *out, double *partial, const T *z,        \
                                                       const T *y, const T *w, const T *pw,         \
                                                       int64_t begin, int64_t end) {                \
         switch ((w ? 2 : 0) | (pw ? 1 : 0)) {                                                      \
@@ -130,7 +134,7 @@ static inline float torchff_log1p_unit_f32(float u) {
         }                                                                                          \
     }                                                                                              \
     /* gz / gy: NULL when not wanted */                                                            \
-    TORCHFF_API void torchff_bce_with_logits_backward_##SUFFIX(                                    \
+    static TORCHFF_TARGETS void bce_backward_range_##SUFFIX(                                    \
         T *gz, T *gy, const T *g, int64_t g_full, double scale, const T *z, const T *y,            \
         const T *w, const T *pw, int64_t begin, int64_t end) {                                     \
         const T sc = (T)scale;                                                                     \
@@ -169,7 +173,7 @@ static inline float torchff_log1p_unit_f32(float u) {
         }                                                                                          \
     }                                                                                              \
     /* loss: the loss elements, or NULL for their sum in *partial */                               \
-    TORCHFF_API void torchff_regression_##SUFFIX(T *loss, double *partial, const T *x, const T *y, \
+    static TORCHFF_TARGETS void regression_range_##SUFFIX(T *loss, double *partial, const T *x, const T *y, \
                                                  const T *a, int64_t kind, int64_t full,          \
                                                  double eps, int64_t begin, int64_t end) {         \
         const T ep = (T)eps;                                                                       \
@@ -216,7 +220,7 @@ static inline float torchff_log1p_unit_f32(float u) {
         }                                                                                          \
     }                                                                                              \
     /* gd (the gradient with respect to d) is always written; ga (the spread's) when not NULL */   \
-    TORCHFF_API void torchff_regression_backward_##SUFFIX(                                         \
+    static TORCHFF_TARGETS void regression_backward_range_##SUFFIX(                                         \
         T *gd, T *ga, const T *g, int64_t g_full, double scale, const T *x, const T *y,            \
         const T *a, int64_t kind, double eps, int64_t begin, int64_t end) {                        \
         const T ep = (T)eps, sc = (T)scale;                                                        \
@@ -228,13 +232,50 @@ static inline float torchff_log1p_unit_f32(float u) {
         TORCHFF_REG_BWD_SPREAD(SUFFIX, 3)                                                          \
         }                                                                                          \
     }                                                                                              \
-    /* out[0] = scale * (the sum of the chunks' partial sums), added in chunk order */             \
-    TORCHFF_API void torchff_sum_partials_##SUFFIX(T *out, const double *partial, int64_t count,   \
-                                                   double scale) {                                 \
-        double s = 0;                                                                              \
-        for (int64_t k = 0; k < count; ++k) s += partial[k];                                       \
-        out[0] = (T)(s * scale);                                                                   \
+    /* the exported entry points: the whole arrays, split over threads (torchff_parallel.h) */    \
+    TORCHFF_EXPORT void torchff_bce_with_logits_##SUFFIX(T *out, T *total, const T *z, const T *y, \
+                                                         const T *w, const T *pw, double scale,   \
+                                                         int64_t n) {                             \
+        const int chunks = torchff_chunks(n, n);                                                   \
+        double partial[chunks];                                                                    \
+        for (int k = 0; k < chunks; ++k) partial[k] = 0.0;                                         \
+        TORCHFF_FOR_CHUNKS(chunks, n, 1,                                                           \
+                           bce_range_##SUFFIX(out, partial + chunk, z, y, w, pw, begin, end));     \
+        if (!out) TORCHFF_FINISH(T, total, partial, chunks, scale);                                \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_bce_with_logits_backward_##SUFFIX(                                 \
+        T *gz, T *gy, const T *g, int64_t g_full, double scale, const T *z, const T *y,            \
+        const T *w, const T *pw, int64_t n) {                                                      \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           bce_backward_range_##SUFFIX(gz, gy, g, g_full, scale, z, y, w, pw,      \
+                                                       begin, end));                               \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_regression_##SUFFIX(T *loss, T *total, const T *x, const T *y,    \
+                                                    const T *a, int64_t kind, int64_t full,       \
+                                                    double eps, double scale, int64_t n) {        \
+        const int chunks = torchff_chunks(n, n);                                                   \
+        double partial[chunks];                                                                    \
+        for (int k = 0; k < chunks; ++k) partial[k] = 0.0;                                         \
+        TORCHFF_FOR_CHUNKS(chunks, n, 1,                                                           \
+                           regression_range_##SUFFIX(loss, partial + chunk, x, y, a, kind, full,   \
+                                                     eps, begin, end));                            \
+        if (!loss) TORCHFF_FINISH(T, total, partial, chunks, scale);                               \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_regression_backward_##SUFFIX(                                      \
+        T *gd, T *ga, const T *g, int64_t g_full, double scale, const T *x, const T *y,            \
+        const T *a, int64_t kind, double eps, int64_t n) {                                         \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(n, n), n, 1,                                             \
+                           regression_backward_range_##SUFFIX(gd, ga, g, g_full, scale, x, y, a,   \
+                                                              kind, eps, begin, end));             \
     }
+
+/* total[0] = scale * (the chunks' partial sums, added in chunk order) */
+#define TORCHFF_FINISH(T, TOTAL, PARTIAL, CHUNKS, SCALE)                                           \
+    do {                                                                                           \
+        double s_ = 0.0;                                                                           \
+        for (int k_ = 0; k_ < (CHUNKS); ++k_) s_ += (PARTIAL)[k_];                                 \
+        (TOTAL)[0] = (T)(s_ * (SCALE));                                                            \
+    } while (0)
 
 #define TORCHFF_REG_BWD_CALL(SUFFIX, K, C)                                                         \
     case K * 8 + C:                                                                                \

@@ -35,8 +35,8 @@ and bfloat16 are computed in float32 by the same loops, as torch's CPU kernels d
 expanded and made contiguous); the Triton kernels of :mod:`torchff.kernels.triton.losses` on
 CUDA for float32 / float16 / bfloat16; the composite of torch ops for every other device and
 dtype (complex residuals for ``l1_loss`` and ``laplace_nll_loss``). A vmap rule batches each op
-by broadcasting (a reduced loss is reduced per sample). The C loops add a reduction in float64,
-in eight lanes per thread's chunk.
+by broadcasting (a reduced loss is reduced per sample). The C loops add a reduction in float64
+(vector lanes of the dtype per block of 256, then float64, the threads' chunks in order).
 """
 
 from __future__ import annotations
@@ -247,11 +247,10 @@ def _regression_backward_fake(grad, input, target, spread, kind, eps, scale, spr
 # CPU: the C loops
 # --------------------------------------------------------------------------------------
 _P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-_C_BCE = _c.function("bce_with_logits", [_P, _P, _P, _P, _P, _P, _I, _I])
-_C_BCE_BWD = _c.function("bce_with_logits_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _P, _I, _I])
-_C_REG = _c.function("regression", [_P, _P, _P, _P, _P, _I, _I, _D, _I, _I])
-_C_REG_BWD = _c.function("regression_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _I, _D, _I, _I])
-_C_SUM = _c.function("sum_partials", [_P, _P, _I, _D])
+_C_BCE = _c.function("bce_with_logits", [_P, _P, _P, _P, _P, _P, _D, _I])
+_C_BCE_BWD = _c.function("bce_with_logits_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _P, _I])
+_C_REG = _c.function("regression", [_P, _P, _P, _P, _P, _I, _I, _D, _D, _I])
+_C_REG_BWD = _c.function("regression_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _I, _D, _I])
 _C_DTYPES = (torch.float32, torch.float64)
 
 
@@ -277,23 +276,17 @@ def _grad_arg(grad: Tensor, shape, n: int, dtype) -> tuple[Tensor, int]:
     return _full(grad, shape, dtype), 1
 
 
-def _c_loss(fn, dtype, shape, n: int, reduction: int, args: tuple) -> Tensor:
-    """Run a forward loss loop ``fn(out, partial, *args, begin, end)`` over ``n`` elements: the
-    elements for ``NONE``; else the per-chunk partial sums (float64), added and scaled by
-    ``torchff_sum_partials`` into a 0-d tensor."""
-    chunks = _c.ranges(n)
+def _c_loss(fn, dtype, shape, n: int, reduction: int, args: tuple, scalars: tuple = ()) -> Tensor:
+    """Run a forward loss loop ``fn(out, total, *args, *scalars, scale, n)``: the elements for
+    ``NONE``; else their sum (scale 1) or mean (scale 1/n) as a 0-d tensor."""
     if reduction == NONE:
         out = torch.empty(shape, dtype=dtype)
-        op = out.data_ptr()
         if n:
-            _c.parallel(lambda k, b, e: fn(op, None, *args, b, e), chunks)
+            fn(out.data_ptr(), None, *args, *scalars, 1.0, n)
         return out
-    partial = (ctypes.c_double * len(chunks))()
-    base = ctypes.addressof(partial)
-    _c.parallel(lambda k, b, e: fn(None, base + 8 * k, *args, b, e), chunks)
-    out = torch.empty((), dtype=dtype)
-    _C_SUM[dtype](out.data_ptr(), base, len(chunks), 1.0 / n if reduction == MEAN else 1.0)
-    return out
+    total = torch.empty((), dtype=dtype)
+    fn(None, total.data_ptr(), *args, *scalars, 1.0 / n if reduction == MEAN else 1.0, n)
+    return total
 
 
 def _bce_cpu(input, target, weight, pos_weight, reduction):
@@ -318,8 +311,7 @@ def _bce_backward_cpu(grad, input, target, weight, pos_weight, scale, input_grad
     gz = torch.empty(shape, dtype=dtype) if input_grad else None
     gy = torch.empty(shape, dtype=dtype) if target_grad else None
     if n and (input_grad or target_grad):
-        fn, args = _C_BCE_BWD[dtype], (_ptr(gz), _ptr(gy), g.data_ptr(), g_full, scale, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw))
-        _c.parallel(lambda k, b, e: fn(*args, b, e), _c.ranges(n))
+        _C_BCE_BWD[dtype](_ptr(gz), _ptr(gy), g.data_ptr(), g_full, scale, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw), n)
     return (
         gz.to(input.dtype) if gz is not None else _none_like(input),
         gy.to(target.dtype) if gy is not None else _none_like(target),
@@ -352,9 +344,7 @@ def _regression_backward_cpu(grad, input, target, spread, kind, eps, scale, spre
     gd = torch.empty(shape, dtype=dtype)
     ga = torch.empty(shape, dtype=dtype) if spread_grad else None
     if n:
-        fn = _C_REG_BWD[dtype]
-        args = (gd.data_ptr(), _ptr(ga), g.data_ptr(), g_full, scale, x.data_ptr(), y.data_ptr(), _ptr(a), kind, eps)
-        _c.parallel(lambda k, b, e: fn(*args, b, e), _c.ranges(n))
+        _C_REG_BWD[dtype](gd.data_ptr(), _ptr(ga), g.data_ptr(), g_full, scale, x.data_ptr(), y.data_ptr(), _ptr(a), kind, eps, n)
     return gd.to(res_dtype), (ga.to(spread.dtype) if ga is not None else _none_like(input))
 
 
