@@ -6,7 +6,8 @@ backward:
 
 * an op counts as **one kernel** when one of its tensors is on a non-CPU device. A registered
   ``torchff::`` op is one kernel (the dispatcher calls its fake implementation; its CUDA kernel
-  never runs), and so is each aten op (true for torch's pointwise, reduction and loss kernels;
+  never runs; a reduced ``bce_with_logits`` / ``regression`` launches a second, one-program
+  kernel adding its per-block sums, 4 bytes per 1024 elements, not counted), and so is each aten op (true for torch's pointwise, reduction and loss kernels;
   the few aten ops that are C++ composites launch more on a real GPU);
 * views and metadata ops (``view``, ``t``, ``expand``, ``detach``, ``empty``, ...) count **zero**
   kernels and bytes;
