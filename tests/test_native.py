@@ -9,6 +9,7 @@ intra-op threads. The exception is PReLU's weight gradient, a sum that C accumul
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import pytest
@@ -52,24 +53,51 @@ def bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.fixture(params=[1, 4], ids=["1-thread", "4-threads"])
-def threads(request, monkeypatch):
-    """1 or 4 intra-op threads, and room for 4 chunks however many cores this machine has."""
-    monkeypatch.setattr(_c, "_MAX_WORKERS", 3)
+def threads(request):
+    """1 or 4 intra-op threads (torch's OpenMP team, which the C kernels split their work over)."""
     n = torch.get_num_threads()
     torch.set_num_threads(request.param)
     yield request.param
     torch.set_num_threads(n)
 
 
+def _split(n: int, align: int = 1, work: int | None = None) -> list[int]:
+    """The chunk boundaries the C kernels use for ``n`` items (torchff_parallel.h)."""
+    fn = _c._load().torchff_split
+    fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    fn.restype = ctypes.c_int64
+    bounds = (ctypes.c_int64 * (torch.get_num_threads() + 2))()
+    chunks = fn(n, align, n if work is None else work, ctypes.addressof(bounds))
+    return list(bounds[: chunks + 1])
+
+
+def _openmp() -> int:
+    fn = _c._load().torchff_openmp
+    fn.restype = ctypes.c_int64
+    return fn()
+
+
+@needs_c
 @pytest.mark.parametrize("n, chunks", [(2 * CHUNK - 1, 1), (2 * CHUNK + 7, 2), (3 * CHUNK + 5, 3), (4 * CHUNK + 3, 4)])
-def test_sizes_make_the_chunks_they_are_meant_to(n, chunks, monkeypatch):
-    monkeypatch.setattr(_c, "_MAX_WORKERS", 3)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    ranges = _c.ranges(n)
-    assert len(ranges) == chunks and ranges[0][0] == 0 and ranges[-1][1] == n
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    rows = _c.ranges(n - n % 31, 31)  # aligned to whole rows of 31
-    assert all(b % 31 == 0 for b, _ in rows) and rows[-1][1] == n - n % 31
+def test_sizes_make_the_chunks_they_are_meant_to(n, chunks):
+    if not _openmp():
+        pytest.skip("built without OpenMP: every kernel runs on the calling thread")
+    old = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        bounds = _split(n)
+        assert len(bounds) == chunks + 1 and bounds[0] == 0 and bounds[-1] == n
+        assert bounds == sorted(bounds)
+        rows = _split(n - n % 31, 31)  # aligned to whole rows of 31
+        assert all(b % 31 == 0 for b in rows) and rows[-1] == n - n % 31
+        assert _split(10, work=4 * CHUNK) == [0, 3, 6, 9, 10]  # few items, much work each: 4 chunks
+    finally:
+        torch.set_num_threads(old)
+    torch.set_num_threads(1)
+    try:
+        assert _split(4 * CHUNK) == [0, 4 * CHUNK]  # one thread: one chunk
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_built_where_ci_requires_it():
@@ -78,6 +106,16 @@ def test_built_where_ci_requires_it():
     if os.environ.get("TORCHFF_REQUIRE_NATIVE") != "1":
         pytest.skip("TORCHFF_REQUIRE_NATIVE is not set")
     assert _c.available()
+    assert _openmp() >= 201307  # OpenMP 4.0 or later: the kernels use torch's threads
+
+
+@needs_c
+def test_the_kernels_share_torchs_openmp_runtime():
+    # one libgomp in the process: torch's (a second runtime would bring a second pool of threads)
+    if not _openmp() or not os.path.exists("/proc/self/maps"):
+        pytest.skip("built without OpenMP, or no /proc (not Linux)")
+    maps = [line.split()[-1] for line in open("/proc/self/maps") if "gomp" in line]
+    assert len(set(maps)) == 1, set(maps)
 
 
 @needs_c
