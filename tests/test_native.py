@@ -226,3 +226,29 @@ def test_maxout_chunks_equal_the_composite(shape, dim, threads):
     assert torch.equal(out, want) and torch.equal(idx.long(), want_idx.long())
     g = torch.randn_like(out)
     assert torch.equal(torch.ops.torchff.maxout_backward(g, idx, 4, dim), M._backward_composite(g, idx, 4, dim))
+
+
+@needs_c
+def test_cross_entropy_rows_split_over_threads_find_the_first_bad_target_and_sum_in_order():
+    # 4 chunks of 256 rows: bad class indices in the second and the last chunk raise torch's
+    # IndexError naming the first (the first bad row over all chunks, whichever thread finished
+    # first); the reduced loss is the single-thread one
+    import torch.nn.functional as TF
+
+    import torchff.functional as F
+
+    z, t = torch.randn(1024, 1000, dtype=torch.float64), torch.randint(0, 1000, (1024,))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = F.cross_entropy(z, t, label_smoothing=0.1)
+        torch.set_num_threads(4)
+        assert len(_split(1024, work=1024 * 1000)) - 1 == 4 or not _openmp()
+        torch.testing.assert_close(F.cross_entropy(z, t, label_smoothing=0.1), one, rtol=1e-15, atol=0)
+        torch.testing.assert_close(one, TF.cross_entropy(z, t, label_smoothing=0.1))
+        bad = t.clone()
+        bad[300], bad[1000] = 1003, -7
+        with pytest.raises(IndexError, match="Target 1003 is out of bounds"):
+            F.cross_entropy(z, bad)
+    finally:
+        torch.set_num_threads(old)

@@ -1,6 +1,7 @@
 /*
  * Softmax cross-entropy rows for contiguous CPU float32 / float64 arrays of shape (rows, C),
- * called by torchff/kernels/cross_entropy.py (one call per chunk of rows).
+ * called by torchff/kernels/cross_entropy.py once per array: the exported functions split the
+ * rows over threads (torchff_parallel.h) and run a worker per chunk of rows.
  *
  * Class-index targets (torchff_ce_rows_*): per row n with target y, class weights w (all ones
  * when absent, W = sum_c w_c), label smoothing eps and s = sum_c exp(z_c - m), m = max_c z_c:
@@ -11,9 +12,10 @@
  * anything is summed, so the loss is exact for logits of any size. Three passes over a row that
  * stays in cache: the max; exp(z - m) into g and its sum; the gradient in place in g. g may be z
  * itself (the gradient then overwrites the logits). With `total`, also writes the sum of the loss
- * rows (in double) over total_div there: the reduced loss of a call that covers every row.
- * Returns -1, or the first row whose target is neither a class index nor ignore_index (its loss
- * and gradient rows, and the total, are left unwritten).
+ * rows (in double, each chunk's sum added in chunk order) over total_div there: the reduced
+ * loss. Returns -1, or the first row over all chunks whose target is neither a class index nor
+ * ignore_index (the total, and that chunk's loss and gradient rows from it on, are left
+ * unwritten).
  *
  * Probability targets (torchff_ce_probs_*): t' = (1-eps) t + eps/C,
  *   logp = (z - m) - log s,  loss_n = -sum_c w_c t'_c logp_c;
@@ -29,6 +31,7 @@
 
 #include "torchff_api.h"
 #include "torchff_math.h"
+#include "torchff_parallel.h"
 
 #define LANES 8
 
@@ -90,17 +93,18 @@ static inline double ff_exp(double x) { return exp(x); }
         }                                                                                          \
         return total;                                                                              \
     }                                                                                              \
-    TORCHFF_API int64_t torchff_ce_rows_##SUFFIX(                                                  \
+    /* rows [begin, end); the sum of their loss rows in *partial; -1 or the first bad row */       \
+    static TORCHFF_TARGETS int64_t ce_rows_range_##SUFFIX(                                         \
         const T *z, const int64_t *t, const T *w, const T *scale, int64_t scale_step, double alpha, \
-        T *g, T *loss, T *total, double total_div, int64_t C, int64_t ignore_index, double eps_,    \
-        int64_t rows) {                                                                            \
+        T *g, T *loss, double *partial, int64_t C, int64_t ignore_index, double eps_,              \
+        int64_t begin, int64_t end) {                                                              \
         const T eps = (T)eps_, ceps = (T)(eps_ / (double)C);                                       \
         T W = (T)C;                                                                                \
         if (w && eps_ > 0) {                                                                       \
             W = 0;                                                                                 \
             for (int64_t c = 0; c < C; ++c) W += w[c];                                             \
         }                                                                                          \
-        for (int64_t n = 0; n < rows; ++n) {                                                       \
+        for (int64_t n = begin; n < end; ++n) {                                                    \
             const int64_t y = t[n];                                                                \
             const T *zr = z + n * C;                                                               \
             T *gr = g ? g + n * C : 0;                                                             \
@@ -141,15 +145,37 @@ static inline double ff_exp(double x) { return exp(x); }
             }                                                                                      \
             gr[y] -= sc * b;                                                                       \
         }                                                                                          \
+        double acc = 0;                                                                            \
+        for (int64_t n = begin; n < end; ++n) acc += (double)loss[n];                              \
+        *partial = acc;                                                                            \
+        return -1;                                                                                 \
+    }                                                                                              \
+    /* with `total`, total[0] = (the chunks' loss sums, in chunk order) / total_div; returns -1,  \
+       or the first bad row over all chunks (the total then unwritten) */                         \
+    TORCHFF_EXPORT int64_t torchff_ce_rows_##SUFFIX(                                               \
+        const T *z, const int64_t *t, const T *w, const T *scale, int64_t scale_step, double alpha, \
+        T *g, T *loss, T *total, double total_div, int64_t C, int64_t ignore_index, double eps_,    \
+        int64_t rows) {                                                                            \
+        const int chunks = torchff_chunks(rows, rows * C);                                         \
+        int64_t bad[chunks];                                                                       \
+        double partial[chunks];                                                                    \
+        for (int k = 0; k < chunks; ++k) partial[k] = 0.0;                                         \
+        TORCHFF_FOR_CHUNKS(chunks, rows, 1,                                                        \
+                           bad[chunk] = ce_rows_range_##SUFFIX(z, t, w, scale, scale_step, alpha,  \
+                                                               g, loss, partial + chunk, C,        \
+                                                               ignore_index, eps_, begin, end));   \
+        for (int k = 0; k < chunks; ++k)                                                           \
+            if (bad[k] >= 0) return bad[k];                                                        \
         if (total) {                                                                               \
             double acc = 0;                                                                        \
-            for (int64_t n = 0; n < rows; ++n) acc += (double)loss[n];                             \
+            for (int k = 0; k < chunks; ++k) acc += partial[k];                                    \
             *total = (T)(acc / total_div);                                                         \
         }                                                                                          \
         return -1;                                                                                 \
     }                                                                                              \
-    TORCHFF_API void torchff_ce_probs_##SUFFIX(const T *z, const T *t, const T *w, T *lp,          \
-                                               T *loss, int64_t C, double eps_, int64_t rows) {   \
+    static TORCHFF_TARGETS void ce_probs_range_##SUFFIX(const T *z, const T *t, const T *w, T *lp, \
+                                                        T *loss, int64_t C, double eps_,          \
+                                                        int64_t rows) {                           \
         const T keep = (T)(1.0 - eps_), ceps = (T)(eps_ / (double)C);                              \
         for (int64_t n = 0; n < rows; ++n) {                                                       \
             const T *zr = z + n * C, *tr = t + n * C;                                              \
@@ -174,7 +200,7 @@ static inline double ff_exp(double x) { return exp(x); }
             loss[n] = -total;                                                                      \
         }                                                                                          \
     }                                                                                              \
-    TORCHFF_API void torchff_ce_probs_backward_##SUFFIX(                                           \
+    static TORCHFF_TARGETS void ce_probs_backward_range_##SUFFIX(                                  \
         const T *go, int64_t go_step, double alpha, const T *lp, const T *t, const T *w, T *gz,    \
         T *gt, int64_t C, double eps_, int64_t rows) {                                             \
         const T keep = (T)(1.0 - eps_), ceps = (T)(eps_ / (double)C);                              \
@@ -209,6 +235,21 @@ static inline double ff_exp(double x) { return exp(x); }
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_ce_probs_##SUFFIX(const T *z, const T *t, const T *w, T *lp,       \
+                                                  T *loss, int64_t C, double eps_, int64_t rows) { \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(rows, rows * C), rows, 1,                                \
+                           ce_probs_range_##SUFFIX(z + begin * C, t + begin * C, w, lp + begin * C, \
+                                                   loss + begin, C, eps_, end - begin));           \
+    }                                                                                              \
+    TORCHFF_EXPORT void torchff_ce_probs_backward_##SUFFIX(                                        \
+        const T *go, int64_t go_step, double alpha, const T *lp, const T *t, const T *w, T *gz,    \
+        T *gt, int64_t C, double eps_, int64_t rows) {                                             \
+        TORCHFF_FOR_CHUNKS(torchff_chunks(rows, rows * C), rows, 1,                                \
+                           ce_probs_backward_range_##SUFFIX(                                       \
+                               go + begin * go_step, go_step, alpha, lp + begin * C,               \
+                               t + begin * C, w, gz ? gz + begin * C : gz, gt ? gt + begin * C : gt, \
+                               C, eps_, end - begin));                                             \
     }
 
 TORCHFF_CE(float, f32, torchff_expf, logf)

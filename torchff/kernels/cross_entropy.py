@@ -257,29 +257,17 @@ def _ptr(t: Tensor | None, offset: int = 0):
 def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha: float, g: Tensor | None,
             ignore_index: int, eps: float, reduce_by: float | None = None):
     """Run the C rows kernel on contiguous ``z`` (R, C) and int64 ``t``; ``g`` may be ``z``.
-    Returns the loss rows, or with ``reduce_by`` the 0-d ``sum(rows) / reduce_by``; raises
-    torch's IndexError for a bad target."""
+    Returns the loss rows, or with ``reduce_by`` the 0-d ``sum(rows) / reduce_by`` (summed by the
+    kernel); raises torch's IndexError for a bad target."""
     R, C = z.shape
-    fn = _C_ROWS[z.dtype]
     step = 0 if scale is None or scale.dim() == 0 else 1
-    eps = eps if eps > 0.0 else 0.0
-    if reduce_by is not None and R * C < 2 * _c.MIN_CHUNK:  # one call: the kernel sums the rows too
-        rows, total = torch.empty(R, dtype=z.dtype), torch.empty((), dtype=z.dtype)
-        bad = fn(z.data_ptr(), t.data_ptr(), _ptr(w), _ptr(scale), step, alpha, _ptr(g), rows.data_ptr(),
-                 total.data_ptr(), reduce_by, C, ignore_index, eps, R)
-        if bad >= 0:
-            raise _out_of_bounds(int(t[bad]))
-        return total
     loss = torch.empty(R, dtype=z.dtype)
-
-    def call(k, start, end):
-        return fn(_ptr(z, start * C), _ptr(t, start), _ptr(w), _ptr(scale, start * step), step, alpha,
-                  _ptr(g, start * C), _ptr(loss, start), None, 1.0, C, ignore_index, eps, end - start), start
-
-    for bad, start in _c.parallel(call, _c.ranges(R, work=R * C)):
-        if bad >= 0:
-            raise _out_of_bounds(int(t[start + bad]))
-    return loss if reduce_by is None else loss.sum() / reduce_by
+    total = torch.empty((), dtype=z.dtype) if reduce_by is not None else None
+    bad = _C_ROWS[z.dtype](z.data_ptr(), t.data_ptr(), _ptr(w), _ptr(scale), step, alpha, _ptr(g), loss.data_ptr(),
+                           _ptr(total), 1.0 if reduce_by is None else reduce_by, C, ignore_index, max(eps, 0.0), R)
+    if bad >= 0:
+        raise _out_of_bounds(int(t[bad]))
+    return loss if total is None else total
 
 
 def _cpu_cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing):
@@ -331,8 +319,7 @@ def _cpu_probs(input, target, weight, reduction, label_smoothing):
     loss = torch.empty(R, dtype=dtype)
     fn = _C_PROBS[dtype]
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
-    _c.parallel(lambda k, s, e: fn(_ptr(z, s * C), _ptr(t, s * C), _ptr(w), _ptr(lp, s * C), _ptr(loss, s), C, eps, e - s),
-                _c.ranges(R, work=R * C))
+    fn(z.data_ptr(), t.data_ptr(), _ptr(w), lp.data_ptr(), loss.data_ptr(), C, eps, R)
     shape = input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
     return _reduced(loss, reduction, R, shape, out), _unrows(lp.to(out), input.shape)
 
@@ -352,8 +339,7 @@ def _cpu_probs_backward(grad, log_probs, target, weight, reduction, label_smooth
     fn = _C_PROBS_BW[dtype]
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
     if need_input or need_target:
-        _c.parallel(lambda k, s, e: fn(_ptr(g, s * step), step, alpha, _ptr(lp, s * C), _ptr(t, s * C), _ptr(w),
-                                       _ptr(gz, s * C), _ptr(gt, s * C), C, eps, e - s), _c.ranges(R, work=R * C))
+        fn(g.data_ptr(), step, alpha, lp.data_ptr(), t.data_ptr(), _ptr(w), _ptr(gz), _ptr(gt), C, eps, R)
     mk = lambda x: log_probs.new_empty(0) if x is None else _unrows(x.to(log_probs.dtype), log_probs.shape)
     return mk(gz), mk(gt)
 
