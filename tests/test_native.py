@@ -252,3 +252,18 @@ def test_cross_entropy_rows_split_over_threads_find_the_first_bad_target_and_sum
             F.cross_entropy(z, bad)
     finally:
         torch.set_num_threads(old)
+
+
+@needs_c
+def test_large_kernels_start_no_threads_of_their_own(threads):
+    # the C kernels run on torch's OpenMP team: no Python pool (whose threads competed with
+    # torch's spinning OpenMP threads for the cores: 2x slower steps at 4096 x 1024 on 2 threads)
+    import threading
+
+    import torchff.functional as F
+
+    x = torch.randn(4 * CHUNK, requires_grad=True)
+    F.leaky_relu(x, 0.1).sum().backward()
+    F.mse_loss(x, torch.zeros_like(x)).backward()
+    F.cross_entropy(torch.randn(512, 1024), torch.randint(0, 1024, (512,)))
+    assert [t.name for t in threading.enumerate() if t.name.startswith("torchff")] == []
