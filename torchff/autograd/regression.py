@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from torchff.autograd._loss import MEAN, NONE, SUM, compute_dtype, mean_scale, sum_to
+from torchff.autograd._loss import MEAN, SUM, mean_scale, sum_to
 from torchff.kernels import losses as _ops
 from torchff.kernels.losses import GAUSSIAN, L1, LAPLACE, MSE
 
@@ -61,18 +61,6 @@ __all__ = ["GAUSSIAN", "L1", "LAPLACE", "MSE", "complex_gaussian_nll"]
 
 
 _weighted = _ops._weighted
-
-
-def _reduce(elements: Tensor, spread: Tensor | None, kind: int, reduction: int) -> Tensor:
-    """torch ops (the complex Gaussian NLL): the elements, their sum, or their (weighted) mean."""
-    if reduction == NONE:
-        return elements
-    if reduction == SUM:
-        return elements.sum()
-    if _weighted(kind, spread):  # both sums in the compute dtype: no float16 overflow between them
-        c = compute_dtype(elements.dtype)
-        return (elements.sum(dtype=c) / spread.sum(dtype=c)).to(elements.dtype)
-    return elements.mean()
 
 
 def _to(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -91,7 +79,7 @@ def complex_gaussian_nll(input: Tensor, target: Tensor, var: Tensor, full: bool,
     autograd's complex rules, as torch's. The op and its kernels compute real losses only.
     A complex ``var`` raises torch's ``NotImplementedError`` from the clamp."""
     elements = _ops._regression_elements(input - target, var, GAUSSIAN, full, eps)
-    return _reduce(elements, var, GAUSSIAN, reduction)
+    return _ops._reduced(elements, reduction, elements.dtype)  # unweighted: a plain mean
 
 
 class _Regression(Function):
