@@ -276,16 +276,16 @@ def _grad_arg(grad: Tensor, shape, n: int, dtype) -> tuple[Tensor, int]:
     return _full(grad, shape, dtype), 1
 
 
-def _c_loss(fn, dtype, shape, n: int, reduction: int, args: tuple, scalars: tuple = ()) -> Tensor:
-    """Run a forward loss loop ``fn(out, total, *args, *scalars, scale, n)``: the elements for
-    ``NONE``; else their sum (scale 1) or mean (scale 1/n) as a 0-d tensor."""
+def _c_loss(fn, dtype, shape, n: int, reduction: int, args: tuple) -> Tensor:
+    """Run a forward loss loop ``fn(out, total, *args, scale, n)``: the elements for ``NONE``;
+    else their sum (scale 1) or mean (scale 1/n) as a 0-d tensor."""
     if reduction == NONE:
         out = torch.empty(shape, dtype=dtype)
         if n:
-            fn(out.data_ptr(), None, *args, *scalars, 1.0, n)
+            fn(out.data_ptr(), None, *args, 1.0, n)
         return out
     total = torch.empty((), dtype=dtype)
-    fn(None, total.data_ptr(), *args, *scalars, 1.0 / n if reduction == MEAN else 1.0, n)
+    fn(None, total.data_ptr(), *args, 1.0 / n if reduction == MEAN else 1.0, n)
     return total
 
 
