@@ -192,20 +192,21 @@ def _grad(grad: Tensor, shape) -> tuple[Tensor, bool]:
     return _full(grad, shape), True
 
 
-def _loss(kernel, args: tuple, shape, dtype, device, reduction: int, **constexprs) -> Tensor:
-    """Launch a forward loss kernel over ``shape``: its elements for ``NONE``, else the 0-d sum
-    (``SUM``) or mean (``MEAN``) of the programs' partial sums."""
+def _loss(kernel, args: tuple, scalars: tuple, shape, dtype, device, reduction: int, **constexprs) -> Tensor:
+    """Launch a forward loss kernel ``kernel(*args, out, partial, n, *scalars)`` over ``shape``:
+    its elements for ``NONE``, else the 0-d sum (``SUM``) or mean (``MEAN``) of the programs'
+    partial sums."""
     n = math.prod(shape)
     grid = (triton.cdiv(n, BLOCK),)
     if reduction == NONE:
         out = torch.empty(shape, dtype=dtype, device=device)
         if n:
-            kernel[grid](*args, out, out, n, *constexprs.pop("scalars", ()), REDUCE=False, BLOCK=BLOCK, **constexprs)
+            kernel[grid](*args, out, out, n, *scalars, REDUCE=False, BLOCK=BLOCK, **constexprs)
         return out
     out = torch.empty((), dtype=dtype, device=device)
     partial = torch.empty(max(grid[0], 1), dtype=torch.float32, device=device)
     if n:
-        kernel[grid](*args, out, partial, n, *constexprs.pop("scalars", ()), REDUCE=True, BLOCK=BLOCK, **constexprs)
+        kernel[grid](*args, out, partial, n, *scalars, REDUCE=True, BLOCK=BLOCK, **constexprs)
     scale = (1.0 / n if n else float("nan")) if reduction == MEAN else 1.0
     sum_kernel[(1,)](partial, out, grid[0], scale, BLOCK=BLOCK)
     return out
@@ -215,7 +216,7 @@ def bce_with_logits(input: Tensor, target: Tensor, weight: Tensor | None, pos_we
     """``torchff::bce_with_logits``: the loss in the target's dtype, elements or reduced."""
     shape = broadcast_shape(input, target, weight, pos_weight)
     z, y, w, pw = (_full(t, shape) for t in (input, target, weight, pos_weight))
-    return _loss(bce_kernel, (z, y, z if w is None else w, z if pw is None else pw), shape, target.dtype, z.device,
+    return _loss(bce_kernel, (z, y, z if w is None else w, z if pw is None else pw), (), shape, target.dtype, z.device,
                  reduction, HAS_W=w is not None, HAS_PW=pw is not None)
 
 
@@ -244,8 +245,9 @@ def regression(input, target, spread, kind: int, full: bool, eps: float, reducti
     c = (_LOG_2PI if kind == 2 else _LOG_2) if full and kind >= 2 else 0.0
     dtype = result_dtype(input, target, spread)
     weighted = reduction == MEAN and a is not None and kind <= 1
-    out = _loss(regression_kernel, (x, y, x if a is None else a), shape, torch.float32 if weighted else dtype, x.device,
-                SUM if weighted else reduction, scalars=(float(eps), c), KIND=kind, HAS_A=a is not None)
+    out = _loss(regression_kernel, (x, y, x if a is None else a), (float(eps), c), shape,
+                torch.float32 if weighted else dtype, x.device, SUM if weighted else reduction,
+                KIND=kind, HAS_A=a is not None)
     if weighted:
         out = (out / spread.sum(dtype=torch.float32)).to(dtype)
     return out
