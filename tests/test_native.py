@@ -9,7 +9,6 @@ intra-op threads. The exception is PReLU's weight gradient, a sum that C accumul
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 import pytest
@@ -63,18 +62,13 @@ def threads(request):
 
 def _split(n: int, align: int = 1, work: int | None = None) -> list[int]:
     """The chunk boundaries the C kernels use for ``n`` items (torchff_parallel.h)."""
-    fn = _c._load().torchff_split
-    fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-    fn.restype = ctypes.c_int64
-    bounds = (ctypes.c_int64 * (torch.get_num_threads() + 2))()
-    chunks = fn(n, align, n if work is None else work, ctypes.addressof(bounds))
-    return list(bounds[: chunks + 1])
+    bounds = torch.zeros(torch.get_num_threads() + 2, dtype=torch.int64)
+    chunks = _c.module().split(n, align, n if work is None else work, bounds.data_ptr())
+    return bounds[: chunks + 1].tolist()
 
 
 def _openmp() -> int:
-    fn = _c._load().torchff_openmp
-    fn.restype = ctypes.c_int64
-    return fn()
+    return _c.module().openmp()
 
 
 @needs_c
@@ -116,6 +110,30 @@ def test_the_kernels_share_torchs_openmp_runtime():
         pytest.skip("built without OpenMP, or no /proc (not Linux)")
     maps = [line.split()[-1] for line in open("/proc/self/maps") if "gomp" in line]
     assert len(set(maps)) == 1, set(maps)
+
+
+@needs_c
+def test_the_kernel_functions_check_their_arguments():
+    lib = _c.module()
+    x, out = torch.tensor([-2.0, 3.0]), torch.empty(2)
+    mask = torch.empty(2, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"leaky_mask_f32\(\) takes 5 arguments \(3 given\)"):
+        lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr())
+    with pytest.raises(TypeError, match=r"leaky_mask_f32\(\): argument 1 must be a pointer"):
+        lib.leaky_mask_f32(1.5, out.data_ptr(), mask.data_ptr(), 0.5, 2)
+    with pytest.raises(TypeError, match=r"argument 5 must be int, not float"):
+        lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 0.5, 2.0)
+    with pytest.raises(OverflowError):
+        lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 0.5, 1 << 64)
+    # a double argument takes an int; the results come back as the C function's type
+    assert lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 2, 2) is None
+    assert out.tolist() == [-4.0, 3.0] and mask.tolist() == [False, True]
+    t = torch.tensor([1, 0, -100, 1])
+    assert lib.ce_weight_sum_f32(t.data_ptr(), None, 2, -100, 4) == 3.0
+    bad = torch.tensor([0, 5])
+    z, g, loss = torch.zeros(2, 2), torch.empty(2, 2), torch.empty(2)
+    assert lib.ce_rows_f32(z.data_ptr(), bad.data_ptr(), None, None, 0, 1.0, g.data_ptr(), loss.data_ptr(),
+                           None, 1.0, 2, -100, 0.0, 2) == 1  # the first bad target's row
 
 
 @needs_c

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "torchff_api.h"
+#include "torchff_kernels.h"
 #include "torchff_math.h"
 #include "torchff_parallel.h"
 

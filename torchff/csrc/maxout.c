@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "torchff_api.h"
+#include "torchff_kernels.h"
 #include "torchff_parallel.h"
 
 /* groups per block on the inner == 1 path: the outputs being updated stay in L1 */

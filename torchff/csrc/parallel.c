@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "torchff_api.h"
+#include "torchff_kernels.h"
 #include "torchff_parallel.h"
 
 TORCHFF_EXPORT int64_t torchff_split(int64_t n, int64_t align, int64_t work, int64_t *bounds) {

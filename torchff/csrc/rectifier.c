@@ -1,7 +1,7 @@
 /*
  * The rectifier family's CPU kernels (torchff/kernels/rectifier.py registers them as the CPU
  * implementations of its torchff:: ops): contiguous float32 (_f32) and float64 (_f64) arrays.
- * Plain C, no Python or torch headers; torchff.kernels._c calls them with ctypes.
+ * Plain C, no Python or torch headers; module.c makes them Python functions.
  *
  * Every loop is branch-free, so that compilers vectorize it (with -fno-trapping-math, which
  * changes no value), and computes exactly what the op's composite computes:
@@ -20,6 +20,7 @@
 #include <stdlib.h>
 
 #include "torchff_api.h"
+#include "torchff_kernels.h"
 #include "torchff_parallel.h"
 
 /* Two outputs from one input: one loop per output over a block small enough to stay in L1

@@ -1,6 +1,6 @@
 /*
- * TORCHFF_EXPORT marks the functions torchff.kernels._c calls through ctypes (exported from the
- * shared library). TORCHFF_TARGETS builds a function for several instruction sets, the build
+ * TORCHFF_EXPORT marks the entry points (torchff_kernels.h, which module.c makes Python
+ * functions), exported from the shared library. TORCHFF_TARGETS builds a function for several instruction sets, the build
  * picked at load time by the CPU (on x86-64 Linux with GCC): x86-64-v4 (AVX-512, 512-bit
  * vectors; GCC 11 and later), AVX2 and the baseline. An exported function that splits its work
  * over threads (torchff_parallel.h) is exported only, and calls a TORCHFF_TARGETS worker per

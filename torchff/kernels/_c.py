@@ -1,10 +1,12 @@
-"""The C kernels (``torchff/csrc/*.c``, built into ``torchff._kernels``), called with ctypes.
+"""The C kernels (``torchff/csrc/*.c``), built into the extension module ``torchff._kernels``.
 
-``pip install`` builds the library when a C compiler is there (the build is optional). A family's
+``pip install`` builds the module when a C compiler is there (the build is optional). A family's
 op module looks its functions up with :func:`function` and calls each once over the whole
-arrays (ctypes releases the GIL during the call). The C functions split large arrays over
-torch's own OpenMP threads themselves (``torchff/csrc/torchff_parallel.h``): an array of fewer
-than ``2 * MIN_CHUNK`` elements of work never leaves the calling thread.
+arrays, with the data pointers of contiguous tensors, Python ints and floats, in the order of
+the C prototypes (``torchff/csrc/torchff_kernels.h``); each call releases the GIL while the
+kernel runs. The C functions split large arrays over torch's own OpenMP threads themselves
+(``torchff/csrc/torchff_parallel.h``): an array of fewer than ``2 * MIN_CHUNK`` elements of
+work never leaves the calling thread.
 
 The C functions take contiguous arrays of one dtype, float32 (suffix ``_f32``) or float64
 (``_f64``); the CPU kernels make their inputs contiguous first.
@@ -12,13 +14,13 @@ The C functions take contiguous arrays of one dtype, float32 (suffix ``_f32``) o
 
 from __future__ import annotations
 
-import ctypes
-import importlib.util
-from typing import Sequence
+import importlib
+from types import ModuleType
+from typing import Callable
 
 import torch
 
-__all__ = ["MIN_CHUNK", "SUFFIX", "available", "function"]
+__all__ = ["MIN_CHUNK", "SUFFIX", "available", "function", "module"]
 
 #: dtype -> the suffix of its C functions
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -26,39 +28,31 @@ SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 #: (``TORCHFF_MIN_CHUNK`` in ``torchff_parallel.h``)
 MIN_CHUNK = 1 << 16
 
-_lib: ctypes.CDLL | None = None
+_module: ModuleType | None = None
 _loaded = False
 
 
-def _load() -> ctypes.CDLL | None:
-    global _lib, _loaded
+def module() -> ModuleType | None:
+    """``torchff._kernels``, or None where it was not built."""
+    global _module, _loaded
     if not _loaded:
         _loaded = True
-        spec = importlib.util.find_spec("torchff._kernels")
-        if spec is not None and spec.origin:
-            try:
-                _lib = ctypes.CDLL(spec.origin)  # after torch: its libgomp serves ours
-            except OSError:
-                _lib = None
-    return _lib
+        try:  # imported after torch: the dynamic loader gives it torch's libgomp
+            _module = importlib.import_module("torchff._kernels")
+        except ImportError:
+            _module = None
+    return _module
 
 
 def available() -> bool:
     """True when the C library is built and loaded."""
-    return _load() is not None
+    return module() is not None
 
 
-def function(name: str, argtypes: Sequence) -> dict[torch.dtype, ctypes._CFuncPtr] | None:
-    """``{float32: torchff_<name>_f32, float64: torchff_<name>_f64}`` with their ``argtypes`` set,
-    or None without the library. Pointers are ``ctypes.c_void_p``; the last argument of every
-    function is the element (or row) count, ``ctypes.c_int64``."""
-    lib = _load()
+def function(name: str) -> dict[torch.dtype, Callable] | None:
+    """``{float32: <name>_f32, float64: <name>_f64}``, the kernel's two builds, or None without
+    the library."""
+    lib = module()
     if lib is None:
         return None
-    fns = {}
-    for dtype, suffix in SUFFIX.items():
-        fn = getattr(lib, f"torchff_{name}_{suffix}")
-        fn.argtypes = list(argtypes)
-        fn.restype = None
-        fns[dtype] = fn
-    return fns
+    return {dtype: getattr(lib, f"{name}_{suffix}") for dtype, suffix in SUFFIX.items()}

@@ -37,8 +37,6 @@ float32/float16/bfloat16 computed in float32. Every other device: the composite.
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 from torch import Tensor
 
@@ -238,16 +236,10 @@ def _fake_probs_backward(grad, log_probs, target, weight, reduction, label_smoot
 # --------------------------------------------------------------------------------------
 # CPU: the C kernels
 # --------------------------------------------------------------------------------------
-_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-_C_ROWS = _c.function("ce_rows", [_P, _P, _P, _P, _I, _D, _P, _P, _P, _D, _I, _I, _D, _I])
-_C_WSUM = _c.function("ce_weight_sum", [_P, _P, _I, _I, _I])
-_C_PROBS = _c.function("ce_probs", [_P, _P, _P, _P, _P, _I, _D, _I])
-_C_PROBS_BW = _c.function("ce_probs_backward", [_P, _I, _D, _P, _P, _P, _P, _P, _I, _D, _I])
-if _C_ROWS is not None:
-    for fn in _C_ROWS.values():
-        fn.restype = ctypes.c_int64
-    for fn in _C_WSUM.values():
-        fn.restype = ctypes.c_double
+_C_ROWS = _c.function("ce_rows")
+_C_WSUM = _c.function("ce_weight_sum")
+_C_PROBS = _c.function("ce_probs")
+_C_PROBS_BW = _c.function("ce_probs_backward")
 
 
 def _ptr(t: Tensor | None, offset: int = 0):

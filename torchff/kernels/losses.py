@@ -41,7 +41,6 @@ by broadcasting (a reduced loss is reduced per sample). The C loops add a reduct
 
 from __future__ import annotations
 
-import ctypes
 import math
 
 import torch
@@ -246,11 +245,10 @@ def _regression_backward_fake(grad, input, target, spread, kind, eps, scale, spr
 # --------------------------------------------------------------------------------------
 # CPU: the C loops
 # --------------------------------------------------------------------------------------
-_P, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-_C_BCE = _c.function("bce_with_logits", [_P, _P, _P, _P, _P, _P, _D, _I])
-_C_BCE_BWD = _c.function("bce_with_logits_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _P, _I])
-_C_REG = _c.function("regression", [_P, _P, _P, _P, _P, _I, _I, _D, _D, _I])
-_C_REG_BWD = _c.function("regression_backward", [_P, _P, _P, _I, _D, _P, _P, _P, _I, _D, _I])
+_C_BCE = _c.function("bce_with_logits")
+_C_BCE_BWD = _c.function("bce_with_logits_backward")
+_C_REG = _c.function("regression")
+_C_REG_BWD = _c.function("regression_backward")
 _C_DTYPES = (torch.float32, torch.float64)
 
 

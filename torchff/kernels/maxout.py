@@ -18,7 +18,6 @@ device, dtype (half on CPU, integers) and index width. Outputs are always contig
 
 from __future__ import annotations
 
-import ctypes
 import math
 
 import torch
@@ -111,9 +110,8 @@ def _backward_fake(grad: Tensor, index: Tensor, pieces: int, dim: int) -> Tensor
 # --------------------------------------------------------------------------------------
 # CPU: the C loops
 # --------------------------------------------------------------------------------------
-_P, _I = ctypes.c_void_p, ctypes.c_int64
-_C_FWD = _c.function("maxout", [_P, _P, _P, _I, _I, _I])
-_C_BWD = _c.function("maxout_backward", [_P, _P, _P, _I, _I, _I])
+_C_FWD = _c.function("maxout")
+_C_BWD = _c.function("maxout_backward")
 
 
 def _maxout_cpu(x: Tensor, pieces: int, dim: int) -> tuple[Tensor, Tensor]:

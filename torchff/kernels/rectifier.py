@@ -31,8 +31,6 @@ input's dtype).
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 from torch import Tensor
 
@@ -41,17 +39,16 @@ from torchff.kernels._library import batch_first, define, elementwise_vmap
 
 __all__ = ["abs_sign", "leaky_backward", "leaky_mask", "prelu", "prelu_backward", "step", "times_small"]
 
-_P, _I64, _F64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
 _C = {
-    "leaky_mask": _c.function("leaky_mask", [_P, _P, _P, _F64, _I64]),
-    "leaky_backward": _c.function("leaky_backward", [_P, _P, _P, _F64, _I64]),
-    "abs_sign": _c.function("abs_sign", [_P, _P, _P, _I64]),
-    "times_small": _c.function("times_small", [_P, _P, _P, _I64]),
-    "step": _c.function("step", [_P, _P, _I64]),
-    "step_inside": _c.function("step_inside", [_P, _P, _P, _I64]),
-    "prelu": _c.function("prelu", [_P, _P, _P, _P, _I64, _I64, _I64]),
-    "prelu_backward": _c.function("prelu_backward", [_P, _P, _P, _P, _P, _I64, _I64, _I64]),
-    "prelu_backward_mask": _c.function("prelu_backward_mask", [_P, _P, _P, _P, _I64, _I64, _I64]),
+    "leaky_mask": _c.function("leaky_mask"),
+    "leaky_backward": _c.function("leaky_backward"),
+    "abs_sign": _c.function("abs_sign"),
+    "times_small": _c.function("times_small"),
+    "step": _c.function("step"),
+    "step_inside": _c.function("step_inside"),
+    "prelu": _c.function("prelu"),
+    "prelu_backward": _c.function("prelu_backward"),
+    "prelu_backward_mask": _c.function("prelu_backward_mask"),
 }
 _HAVE_C = _c.available()
 
