@@ -230,6 +230,26 @@ def test_composite_checks_class_indices_too():
         K._composite_cross_entropy(torch.randn(3, 4), torch.tensor([0, 7, 1]), None, 1, -100, 0.0)
 
 
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_composite_is_as_exact_as_torch_in_float64(reduction):
+    # the composite (devices without a kernel, and what torch.compile traces) once scaled the
+    # label-smoothing term by a float32 tensor: gradients 1e-9 off in float64
+    from torchff.kernels import cross_entropy as K
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, dtype=D, generator=g) * 2
+    w = torch.rand(5, dtype=D, generator=g) + 0.3
+    t = torch.tensor([0, 4, -100, 1, 2, 3])
+    red = {"none": 0, "mean": 1, "sum": 2}[reduction]
+    xr = x.clone().requires_grad_()
+    ref = TF.cross_entropy(xr, t, w, reduction=reduction, label_smoothing=0.2)
+    ref.sum().backward()
+    for impl in (K._composite_cross_entropy, K._cpu_cross_entropy):
+        loss, grad = impl(x, t, w, red, -100, 0.2)
+        torch.testing.assert_close(loss, ref.detach(), rtol=1e-14, atol=1e-15)
+        torch.testing.assert_close(grad, xr.grad, rtol=1e-14, atol=1e-15)
+
 # --------------------------------------------------------------------------------------
 # no host reads: forward and backward on fake CUDA tensors
 # --------------------------------------------------------------------------------------

@@ -126,7 +126,9 @@ def _composite_rows(z: Tensor, t: Tensor, weight: Tensor | None, ignore_index: i
         smooth = -(sh.sum(1) if w is None else (sh * w).sum(1))
         loss = loss + (eps / C) * (smooth + W * ls)
     loss = torch.where(valid, loss, 0.0)
-    sc = torch.where(valid, alpha if scale is None else alpha * scale.to(dtype).expand(R), 0.0)
+    # in the opmath dtype (a Python alpha alone would make a default-dtype, float32, tensor)
+    a = alpha if scale is None else alpha * scale.to(dtype).expand(R)
+    sc = torch.where(valid, torch.as_tensor(a, dtype=dtype, device=z.device), 0.0)
     # pointwise in (n, c), the target's term by comparison with the class index rather than a
     # scatter: under torch.compile the gradient fuses into one kernel that the partitioner may
     # recompute in backward from the logits and the row statistics
