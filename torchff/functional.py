@@ -396,6 +396,10 @@ def _check_weight(name: str, input: Tensor, weight: Tensor | None, C: int, same_
     _no_grad_for(name, "weight", weight)
 
 
+def _shapes(input: Tensor, target: Tensor) -> str:
+    return f"input shape {tuple(input.shape)}, target shape {tuple(target.shape)}"
+
+
 def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
     """torch's checks for class-index targets, in torch's order and with its error types, each
     naming the shapes; returns the target as int64 (a 1-d target of one element for an
@@ -403,24 +407,24 @@ def _check_index_target(name: str, input: Tensor, target: Tensor, weight: Tensor
     by the kernels: torch's IndexError on CPU, a device-side assert elsewhere (no host read)."""
     if input.dim() < 1:
         raise ValueError(f"Expected 1 or more dimensions (got {input.dim()})")
-    shapes = f"input shape {tuple(input.shape)}, target shape {tuple(target.shape)}"
     if input.dim() != 1 and (target.dim() < 1 or input.shape[0] != target.shape[0]):
         raise ValueError(
             f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
-            f"({target.shape[0] if target.dim() else 0}) ({shapes})."
+            f"({target.shape[0] if target.dim() else 0}) ({_shapes(input, target)})."
         )
     if target.dtype not in (torch.int64, torch.uint8):
         raise RuntimeError(f"expected target dtype to be Long or Byte, but got {target.dtype}")
     if input.dim() == 1:
         if target.dim() > 1 or (target.dim() == 1 and target.shape[0] != 1):
-            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.shape[0]} ({shapes})")
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.shape[0]} ({_shapes(input, target)})")
         target = target.reshape(())
     elif input.dim() == 2:
         if target.dim() != 1:
-            raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported ({shapes})")
+            raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported ({_shapes(input, target)})")
     elif target.shape != input.shape[:1] + input.shape[2:]:
-        raise RuntimeError(f"Expected target size {list(input.shape[:1] + input.shape[2:])}, got {list(target.shape)} ({shapes})")
-    _check_weight(name, input, weight, input.shape[1 if input.dim() >= 2 else 0])
+        raise RuntimeError(f"Expected target size {list(input.shape[:1] + input.shape[2:])}, got {list(target.shape)} ({_shapes(input, target)})")
+    if weight is not None:
+        _check_weight(name, input, weight, input.shape[1 if input.dim() >= 2 else 0])
     # int64 for the kernels; uint8 compared as int64 (no wrap of a negative ignore_index)
     return target if target.dtype == torch.int64 else target.long()
 

@@ -13,9 +13,9 @@
  * stays in cache: the max; exp(z - m) into g and its sum; the gradient in place in g. g may be z
  * itself (the gradient then overwrites the logits). With `total`, also writes the sum of the loss
  * rows (in double, each chunk's sum added in chunk order) over total_div there: the reduced
- * loss. Returns -1, or the first row over all chunks whose target is neither a class index nor
- * ignore_index (the total, and that chunk's loss and gradient rows from it on, are left
- * unwritten).
+ * loss; `loss` (the rows) may then be NULL. Returns -1, or the first row over all chunks whose
+ * target is neither a class index nor ignore_index (the total, and that chunk's loss and
+ * gradient rows from it on, are left unwritten).
  *
  * Probability targets (torchff_ce_probs_*): t' = (1-eps) t + eps/C,
  *   logp = (z - m) - log s,  loss_n = -sum_c w_c t'_c logp_c;
@@ -105,12 +105,13 @@ static inline double ff_exp(double x) { return exp(x); }
             W = 0;                                                                                 \
             for (int64_t c = 0; c < C; ++c) W += w[c];                                             \
         }                                                                                          \
+        double acc = 0; /* the loss rows' sum, in row order */                                     \
         for (int64_t n = begin; n < end; ++n) {                                                    \
             const int64_t y = t[n];                                                                \
             const T *zr = z + n * C;                                                               \
             T *gr = g ? g + n * C : 0;                                                             \
             if (y == ignore_index) {                                                               \
-                loss[n] = 0;                                                                       \
+                if (loss) loss[n] = 0;                                                             \
                 if (gr)                                                                            \
                     for (int64_t c = 0; c < C; ++c) gr[c] = 0;                                     \
                 continue;                                                                          \
@@ -131,7 +132,8 @@ static inline double ff_exp(double x) { return exp(x); }
             const T b = ((T)1 - eps) * wy;                                                         \
             T l = b * ((m - zy) + ls);                                                             \
             if (eps_ > 0) l += ceps * (smooth + W * ls);                                           \
-            loss[n] = l;                                                                           \
+            if (loss) loss[n] = l;                                                                 \
+            acc += (double)l;                                                                      \
             if (!gr) continue;                                                                     \
             const T sc = (T)alpha * (scale ? scale[n * scale_step] : (T)1);                        \
             const T k = sc * (b + ceps * W) / s;                                                   \
@@ -146,8 +148,6 @@ static inline double ff_exp(double x) { return exp(x); }
             }                                                                                      \
             gr[y] -= sc * b;                                                                       \
         }                                                                                          \
-        double acc = 0;                                                                            \
-        for (int64_t n = begin; n < end; ++n) acc += (double)loss[n];                              \
         *partial = acc;                                                                            \
         return -1;                                                                                 \
     }                                                                                              \

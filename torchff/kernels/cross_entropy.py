@@ -252,30 +252,33 @@ def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha:
             ignore_index: int, eps: float, reduce_by: float | None = None):
     """Run the C rows kernel on contiguous ``z`` (R, C) and int64 ``t``; ``g`` may be ``z``.
     Returns the loss rows, or with ``reduce_by`` the 0-d ``sum(rows) / reduce_by`` (summed by the
-    kernel); raises torch's IndexError for a bad target."""
+    kernel, which then writes no rows); raises torch's IndexError for a bad target."""
     R, C = z.shape
     step = 0 if scale is None or scale.dim() == 0 else 1
-    loss = torch.empty(R, dtype=z.dtype)
-    total = torch.empty((), dtype=z.dtype) if reduce_by is not None else None
-    bad = _C_ROWS[z.dtype](z.data_ptr(), t.data_ptr(), _ptr(w), _ptr(scale), step, alpha, _ptr(g), loss.data_ptr(),
-                           _ptr(total), 1.0 if reduce_by is None else reduce_by, C, ignore_index, max(eps, 0.0), R)
+    if reduce_by is None:
+        out = torch.empty(R, dtype=z.dtype)
+        loss, total, reduce_by = out.data_ptr(), None, 1.0
+    else:
+        out = torch.empty((), dtype=z.dtype)
+        loss, total = None, out.data_ptr()
+    bad = _C_ROWS[z.dtype](z.data_ptr(), t.data_ptr(), _ptr(w), _ptr(scale), step, alpha, _ptr(g), loss,
+                           total, reduce_by, C, ignore_index, max(eps, 0.0), R)
     if bad >= 0:
         raise _out_of_bounds(int(t[bad]))
-    return loss if total is None else total
+    return out
 
 
 def _cpu_cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing):
-    C = _classes(input.shape)
+    two_d = input.dim() == 2
+    C = input.shape[1] if two_d else _classes(input.shape)
     dtype = _opmath(input.dtype)
-    z = input if input.dim() == 2 else _rows(input, C)
-    z = z.to(dtype).contiguous()
+    z = (input if two_d else _rows(input, C)).to(dtype).contiguous()
     fresh = z.data_ptr() != input.data_ptr()  # a copy (K-dim, 16-bit or strided input) is ours
-    t = target if target.dim() == 1 else target.reshape(-1)
-    t = t.contiguous()
+    t = (target if target.dim() == 1 else target.reshape(-1)).contiguous()
     w = None if weight is None else weight.to(dtype).contiguous()
     alpha, reduce_by = 1.0, None
     if reduction == MEAN:
-        reduce_by = _C_WSUM[dtype](t.data_ptr(), _ptr(w), C, ignore_index, t.numel())
+        reduce_by = _C_WSUM[dtype](t.data_ptr(), _ptr(w), C, ignore_index, t.shape[0])
         alpha = 1.0 / reduce_by if reduce_by else 0.0
     elif reduction == SUM:
         reduce_by = 1.0
@@ -283,9 +286,9 @@ def _cpu_cross_entropy(input, target, weight, reduction, ignore_index, label_smo
     loss = _c_rows(z, t, w, None, alpha, g, ignore_index, label_smoothing, reduce_by)
     if reduction == NONE:
         loss = loss.view(target.shape)
-    if g.dtype != input.dtype:
+    if dtype is not input.dtype:
         loss, g = loss.to(input.dtype), g.to(input.dtype)
-    return loss, (g if input.dim() == 2 else _unrows(g, input.shape))
+    return loss, (g if two_d else _unrows(g, input.shape))
 
 
 def _cpu_rows_(logits, target, weight, scale, ignore_index, label_smoothing):
