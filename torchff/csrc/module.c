@@ -105,7 +105,7 @@ TORCHFF_WRAP2(step, void, "ppi", (P(0), P(1), I(2)))
 TORCHFF_WRAP2(step_inside, void, "pppi", (P(0), P(1), P(2), I(3)))
 TORCHFF_WRAP2(prelu, void, "ppppiii", (P(0), P(1), P(2), P(3), I(4), I(5), I(6)))
 TORCHFF_WRAP2(prelu_backward_mask, void, "ppppiii", (P(0), P(1), P(2), P(3), I(4), I(5), I(6)))
-TORCHFF_WRAP2(prelu_backward, void, "pppppiii", (P(0), P(1), P(2), P(3), P(4), I(5), I(6), I(7)))
+TORCHFF_WRAP2(prelu_backward, int, "pppppiii", (P(0), P(1), P(2), P(3), P(4), I(5), I(6), I(7)))
 TORCHFF_WRAP2(maxout, void, "pppiii", (P(0), P(1), P(2), I(3), I(4), I(5)))
 TORCHFF_WRAP2(maxout_backward, void, "pppiii", (P(0), P(1), P(2), I(3), I(4), I(5)))
 TORCHFF_WRAP2(ce_rows, int, "ppppidpppdiidi",

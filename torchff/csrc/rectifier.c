@@ -28,6 +28,17 @@
 #define TORCHFF_BLOCK 2048
 /* independent partial sums of the PReLU weight's gradient, so that the sum vectorizes */
 #define TORCHFF_LANES 16
+/* the most channels one PReLU weight is spread over in its backward (prelu_lanes) */
+#define TORCHFF_MAX_LANES 64
+
+/* For one PReLU weight over n elements: the largest power of two up to TORCHFF_MAX_LANES that
+   divides n (1 for none), the equal channels the backward views them as: its channel loop
+   vectorizes the weight's gradient sum, where a single running sum cannot. */
+static inline int64_t prelu_lanes(int64_t n) {
+    for (int64_t lanes = TORCHFF_MAX_LANES; lanes > 1; lanes /= 2)
+        if (n % lanes == 0) return lanes;
+    return 1;
+}
 
 #define TORCHFF_MIN(a, b) ((a) < (b) ? (a) : (b))
 
@@ -208,30 +219,48 @@
                            prelu_backward_mask_range_##SUFFIX(g, mask, w, gi, C, inner, begin,     \
                                                               end));                               \
     }                                                                                              \
-    /* gi (may be NULL) and, in gw (C doubles, may be NULL), the weight's gradient: each chunk's  \
-       partial sums, added in chunk order */                                                      \
-    TORCHFF_EXPORT void torchff_prelu_backward_##SUFFIX(const T *g, const T *x, const T *w, T *gi, \
-                                                        double *gw, int64_t C, int64_t inner,     \
-                                                        int64_t n) {                              \
-        int chunks = torchff_chunks(n, n);                                                         \
-        double *partial = NULL;                                                                    \
-        if (gw && chunks > 1) {                                                                    \
-            partial = (double *)malloc(sizeof(double) * (size_t)(chunks * C));                     \
-            if (!partial) chunks = 1;                                                              \
+    /* gi (may be NULL) and, in gw (C values, may be NULL), the weight's gradient: summed in    \
+       double per chunk, the chunks' sums added in chunk order, rounded to T once. One weight     \
+       over n elements is taken as `lanes` equal channels of one element each (prelu_lanes),      \
+       whose loop vectorizes, the lanes' sums added last. Returns 0, or -1 when there is no       \
+       memory for the partial sums (nothing written) */                                           \
+    TORCHFF_EXPORT int64_t torchff_prelu_backward_##SUFFIX(const T *g, const T *x, const T *w,    \
+                                                           T *gi, T *gw, int64_t C,               \
+                                                           int64_t inner, int64_t n) {            \
+        T lane_w[TORCHFF_MAX_LANES];                                                               \
+        const int64_t lanes = C == 1 ? prelu_lanes(n) : 1;                                         \
+        if (lanes > 1) {                                                                           \
+            for (int64_t c = 0; c < lanes; ++c) lane_w[c] = w[0];                                  \
+            w = lane_w;                                                                            \
+            C = lanes;                                                                             \
+            inner = 1;                                                                             \
         }                                                                                          \
-        double *const part = partial;                                                              \
+        const int chunks = torchff_chunks(n, n);                                                   \
+        double local[4 * TORCHFF_MAX_LANES], *sums = NULL;                                         \
+        if (gw) {                                                                                  \
+            sums = (int64_t)chunks * C <= 4 * TORCHFF_MAX_LANES                                    \
+                       ? local                                                                     \
+                       : (double *)malloc(sizeof(double) * (size_t)(chunks * C));                  \
+            if (!sums) return -1;                                                                  \
+        }                                                                                          \
+        double *const part = sums;                                                                 \
         TORCHFF_FOR_CHUNKS(chunks, n, inner == 1 && C > 1 ? C : 1,                                 \
-                           prelu_backward_range_##SUFFIX(g, x, w, gi,                              \
-                                                         part ? part + chunk * C : gw, C, inner,   \
-                                                         begin, end));                             \
-        if (part) {                                                                                \
+                           prelu_backward_range_##SUFFIX(g, x, w, gi, part ? part + chunk * C : 0, \
+                                                         C, inner, begin, end));                   \
+        if (sums) {                                                                                \
+            double all = 0.0;                                                                      \
             for (int64_t c = 0; c < C; ++c) {                                                      \
                 double s = 0.0;                                                                    \
-                for (int k = 0; k < chunks; ++k) s += part[k * C + c];                             \
-                gw[c] = s;                                                                         \
+                for (int k = 0; k < chunks; ++k) s += sums[k * C + c];                             \
+                if (lanes > 1)                                                                     \
+                    all += s;                                                                      \
+                else                                                                               \
+                    gw[c] = (T)s;                                                                  \
             }                                                                                      \
-            free(part);                                                                            \
+            if (lanes > 1) gw[0] = (T)all;                                                         \
+            if (sums != local) free(sums);                                                         \
         }                                                                                          \
+        return 0;                                                                                  \
     }
 
 TORCHFF_KERNELS(float, f32, fabsf)

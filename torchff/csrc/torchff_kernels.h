@@ -23,8 +23,8 @@
                                 int64_t inner, int64_t n);                                         \
     void torchff_prelu_backward_mask_##SUFFIX(const T *g, const uint8_t *mask, const T *w, T *gi, \
                                               int64_t C, int64_t inner, int64_t n);                \
-    void torchff_prelu_backward_##SUFFIX(const T *g, const T *x, const T *w, T *gi, double *gw,   \
-                                         int64_t C, int64_t inner, int64_t n);                     \
+    int64_t torchff_prelu_backward_##SUFFIX(const T *g, const T *x, const T *w, T *gi, T *gw,     \
+                                            int64_t C, int64_t inner, int64_t n);                  \
     /* maxout.c */                                                                                 \
     void torchff_maxout_##SUFFIX(T *out, uint8_t *index, const T *x, int64_t k, int64_t inner,    \
                                  int64_t n);                                                       \

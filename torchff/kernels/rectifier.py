@@ -69,24 +69,19 @@ def _fresh(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     return torch.empty_like(x, dtype=dtype)
 
 
-def _run(fn, arrays: list[Tensor], scalars: tuple = ()) -> None:
-    """``fn(*pointers, *scalars, n)``: one call over the whole arrays (the C function splits
-    large ones over torch's threads itself)."""
-    fn(*(t.data_ptr() for t in arrays), *scalars, arrays[0].numel())
-
-
 def _none(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """The empty tensor standing for an output that is not wanted."""
     return torch.empty(0, dtype=x.dtype if dtype is None else dtype, device=x.device)
 
 
 def _c_fn(name: str, *tensors: Tensor):
-    """The C function for these tensors (all of the first one's dtype, float32/float64), or None."""
-    fns = _C[name]
+    """The C function for these tensors (the floating ones all of the first one's dtype,
+    float32/float64), or None."""
     dtype = tensors[0].dtype
-    if fns is None or dtype not in fns or any(t.is_floating_point() and t.dtype != dtype for t in tensors):
+    fn = _C[name].get(dtype)
+    if fn is None or any(t.is_floating_point() and t.dtype != dtype for t in tensors[1:]):
         return None
-    return fns[dtype]
+    return fn
 
 
 # --------------------------------------------------------------------------------------
@@ -98,12 +93,12 @@ def _leaky_mask_composite(x: Tensor, a: float) -> tuple[Tensor, Tensor]:
 
 
 def _leaky_mask_cpu(x: Tensor, a: float) -> tuple[Tensor, Tensor]:
-    fn = _c_fn("leaky_mask", x)
+    fn = _C["leaky_mask"].get(x.dtype)
     if fn is None:
         return _leaky_mask_composite(x, a)
     x = x.contiguous()
     out, mask = _fresh(x), _fresh(x, torch.bool)
-    _run(fn, [x, out, mask], (a,))
+    fn(x.data_ptr(), out.data_ptr(), mask.data_ptr(), a, x.numel())
     return out, mask
 
 
@@ -129,12 +124,12 @@ def _leaky_backward_composite(grad: Tensor, mask: Tensor, a: float) -> Tensor:
 
 
 def _leaky_backward_cpu(grad: Tensor, mask: Tensor, a: float) -> Tensor:
-    fn = _c_fn("leaky_backward", grad)
+    fn = _C["leaky_backward"].get(grad.dtype)
     if fn is None:
         return _leaky_backward_composite(grad, mask, a)
     grad, mask = grad.contiguous(), mask.contiguous()
     out = _fresh(grad)
-    _run(fn, [grad, mask, out], (a,))
+    fn(grad.data_ptr(), mask.data_ptr(), out.data_ptr(), a, out.numel())
     return out
 
 
@@ -163,12 +158,12 @@ def _abs_sign_composite(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _abs_sign_cpu(x: Tensor) -> tuple[Tensor, Tensor]:
-    fn = _c_fn("abs_sign", x)
+    fn = _C["abs_sign"].get(x.dtype)
     if fn is None:
         return _abs_sign_composite(x)
     x = x.contiguous()
     out, sign = _fresh(x), _fresh(x, torch.int8)
-    _run(fn, [x, out, sign])
+    fn(x.data_ptr(), out.data_ptr(), sign.data_ptr(), x.numel())
     return out, sign
 
 
@@ -193,12 +188,12 @@ def _times_small_composite(grad: Tensor, small: Tensor) -> Tensor:
 
 
 def _times_small_cpu(grad: Tensor, small: Tensor) -> Tensor:
-    fn = _c_fn("times_small", grad)
+    fn = _C["times_small"].get(grad.dtype)
     if fn is None:
         return _times_small_composite(grad, small)
     grad, small = grad.contiguous(), small.contiguous()
     out = _fresh(grad)
-    _run(fn, [grad, small, out])  # a bool is one byte holding 0 or 1: read as int8
+    fn(grad.data_ptr(), small.data_ptr(), out.data_ptr(), out.numel())  # a bool is one byte holding 0 or 1: read as int8
     return out
 
 
@@ -229,16 +224,16 @@ def _step_composite(x: Tensor, ste: bool) -> tuple[Tensor, Tensor]:
 
 
 def _step_cpu(x: Tensor, ste: bool) -> tuple[Tensor, Tensor]:
-    fn = _c_fn("step_inside" if ste else "step", x)
+    fn = _C["step_inside" if ste else "step"].get(x.dtype)
     if fn is None:
         return _step_composite(x, ste)
     x = x.contiguous()
     out = _fresh(x)
     if not ste:
-        _run(fn, [x, out])
+        fn(x.data_ptr(), out.data_ptr(), x.numel())
         return out, _none(x, torch.bool)
     inside = _fresh(x, torch.bool)
-    _run(fn, [x, out, inside])
+    fn(x.data_ptr(), out.data_ptr(), inside.data_ptr(), x.numel())
     return out, inside
 
 
@@ -285,16 +280,6 @@ def geometry(x: Tensor, weight: Tensor) -> tuple[int, int]:
         return 1, max(1, x.numel())
     c = x.shape[1]
     return c, max(1, x[0, 0].numel())
-
-
-def _scalar_lanes(n: int) -> int:
-    """For a PReLU with one weight over ``n`` elements: how many equal channels to view it as
-    (a power of two dividing ``n``, at most 64; 0 for none), so that the C backward takes its
-    channel loop, which vectorizes (the single-weight loop sums the weight's gradient serially)."""
-    for lanes in (64, 32, 16, 8, 4, 2):
-        if n % lanes == 0:
-            return lanes
-    return 0
 
 
 def _prelu_composite(x: Tensor, weight: Tensor, with_mask: bool) -> tuple[Tensor, Tensor]:
@@ -382,22 +367,15 @@ def _prelu_backward_cpu(
         return _prelu_backward_composite(grad, saved, weight, need_input, need_weight)
     grad, saved, weight = grad.contiguous(), saved.contiguous(), weight.contiguous()
     C, inner = geometry(grad, weight)
-    w_shape = weight.shape
-    lanes = _scalar_lanes(grad.numel()) if weight.numel() == 1 else 0
-    if lanes:  # one weight as `lanes` equal channels: the C loop's vectorized channel path
-        C, inner, weight = lanes, 1, weight.reshape(1).expand(lanes).contiguous()
     gi = _fresh(grad) if need_input else _none(grad)
     gp, sp, wp, ip = grad.data_ptr(), saved.data_ptr(), weight.data_ptr(), gi.data_ptr() if need_input else None
     if from_mask:
         fn(gp, sp, wp, ip, C, inner, grad.numel())
         return gi, _none(weight)
-    gw = torch.empty(C, dtype=torch.float64) if need_weight else None  # the C loop's float64 sums
-    fn(gp, sp, wp, ip, None if gw is None else gw.data_ptr(), C, inner, grad.numel())
-    if not need_weight:
-        return gi, _none(weight)
-    if lanes:
-        gw = gw.sum(0, keepdim=True)  # the lanes' partial sums, in float64
-    return gi, gw.to(weight.dtype).reshape(w_shape)
+    gw = torch.empty(weight.shape, dtype=weight.dtype) if need_weight else _none(weight)
+    if fn(gp, sp, wp, ip, gw.data_ptr() if need_weight else None, C, inner, grad.numel()) < 0:
+        raise MemoryError("prelu_backward: no memory for the weight gradient's partial sums")
+    return gi, gw
 
 
 def _prelu_backward_cuda(
