@@ -65,8 +65,8 @@ _weighted = _ops._weighted
 
 def _to(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """``t`` in ``dtype``; a complex gradient of a real argument is its real part."""
-    if t is None:
-        return None
+    if t is None or t.dtype is dtype:
+        return t
     if t.is_complex() and not dtype.is_complex:
         t = t.real
     return t.to(dtype)

@@ -21,6 +21,11 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
 
 
+def as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, without the call when ``t`` already has it (the CPU kernels' hot path)."""
+    return t if t.dtype is dtype else t.to(dtype)
+
+
 def result_dtype(*tensors: Tensor | None) -> torch.dtype:
     """torch's type promotion over the tensors that are not None."""
     dtype = None

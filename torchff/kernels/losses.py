@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from torchff.kernels import _c, define
-from torchff.kernels._common import MEAN, NONE, SUM, broadcast_shape, compute_dtype, result_dtype
+from torchff.kernels._common import MEAN, NONE, SUM, as_dtype, broadcast_shape, compute_dtype, result_dtype
 
 __all__ = [
     "MSE",
@@ -295,7 +295,7 @@ def _bce_cpu(input, target, weight, pos_weight, reduction):
         return _bce_composite(input, target, weight, pos_weight, reduction)
     z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
     out = _c_loss(_C_BCE[dtype], dtype, shape, n, reduction, (z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw)))
-    return out.to(target.dtype)
+    return as_dtype(out, target.dtype)
 
 
 def _bce_backward_cpu(grad, input, target, weight, pos_weight, scale, input_grad, target_grad):
@@ -311,8 +311,8 @@ def _bce_backward_cpu(grad, input, target, weight, pos_weight, scale, input_grad
     if n and (input_grad or target_grad):
         _C_BCE_BWD[dtype](_ptr(gz), _ptr(gy), g.data_ptr(), g_full, scale, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw), n)
     return (
-        gz.to(input.dtype) if gz is not None else _none_like(input),
-        gy.to(target.dtype) if gy is not None else _none_like(target),
+        as_dtype(gz, input.dtype) if gz is not None else _none_like(input),
+        as_dtype(gy, target.dtype) if gy is not None else _none_like(target),
     )
 
 
@@ -321,13 +321,14 @@ def _regression_cpu(input, target, spread, kind, full, eps, reduction):
     dtype = compute_dtype(out_dtype)
     shape = broadcast_shape(input, target, spread)
     n = math.prod(shape)
-    if dtype not in _C_DTYPES or compute_dtype(result_dtype(input, target)) != dtype or (n == 0 and reduction != NONE):
+    mixed = spread is not None and compute_dtype(result_dtype(input, target)) != dtype  # the spread promotes
+    if dtype not in _C_DTYPES or mixed or (n == 0 and reduction != NONE):
         return _regression_composite(input, target, spread, kind, full, eps, reduction)
     x, y, a = (_full(t, shape, dtype) for t in (input, target, spread))
     args = (x.data_ptr(), y.data_ptr(), _ptr(a), kind, int(full), eps)
     if reduction == MEAN and _weighted(kind, spread):  # the weighted mean: sum / sum(w)
-        return (_c_loss(_C_REG[dtype], dtype, shape, n, SUM, args) / spread.sum(dtype=dtype)).to(out_dtype)
-    return _c_loss(_C_REG[dtype], dtype, shape, n, reduction, args).to(out_dtype)
+        return as_dtype(_c_loss(_C_REG[dtype], dtype, shape, n, SUM, args) / spread.sum(dtype=dtype), out_dtype)
+    return as_dtype(_c_loss(_C_REG[dtype], dtype, shape, n, reduction, args), out_dtype)
 
 
 def _regression_backward_cpu(grad, input, target, spread, kind, eps, scale, spread_grad):
@@ -343,7 +344,7 @@ def _regression_backward_cpu(grad, input, target, spread, kind, eps, scale, spre
     ga = torch.empty(shape, dtype=dtype) if spread_grad else None
     if n:
         _C_REG_BWD[dtype](gd.data_ptr(), _ptr(ga), g.data_ptr(), g_full, scale, x.data_ptr(), y.data_ptr(), _ptr(a), kind, eps, n)
-    return gd.to(res_dtype), (ga.to(spread.dtype) if ga is not None else _none_like(input))
+    return as_dtype(gd, res_dtype), (as_dtype(ga, spread.dtype) if ga is not None else _none_like(input))
 
 
 # --------------------------------------------------------------------------------------

@@ -78,10 +78,10 @@ def _c_fn(name: str, *tensors: Tensor):
     """The C function for these tensors (the floating ones all of the first one's dtype,
     float32/float64), or None."""
     dtype = tensors[0].dtype
-    fn = _C[name].get(dtype)
-    if fn is None or any(t.is_floating_point() and t.dtype != dtype for t in tensors[1:]):
-        return None
-    return fn
+    for t in tensors[1:]:
+        if t.dtype != dtype and t.is_floating_point():
+            return None
+    return _C[name].get(dtype)
 
 
 # --------------------------------------------------------------------------------------
