@@ -85,8 +85,8 @@ static inline double ff_exp(double x) { return exp(x); }
         for (int l = 0; l < LANES; ++l) s += acc[l];                                               \
         return s;                                                                                  \
     }                                                                                              \
-    TORCHFF_API double torchff_ce_weight_sum_##SUFFIX(const int64_t *t, const T *w, int64_t C,    \
-                                                      int64_t ignore_index, int64_t rows) {       \
+    TORCHFF_EXPORT double torchff_ce_weight_sum_##SUFFIX(const int64_t *t, const T *w, int64_t C, \
+                                                         int64_t ignore_index, int64_t rows) {    \
         double total = 0;                                                                          \
         for (int64_t n = 0; n < rows; ++n) {                                                       \
             const int64_t y = t[n];                                                                \

@@ -1,11 +1,12 @@
 /*
  * TORCHFF_EXPORT marks the entry points (torchff_kernels.h, which module.c makes Python
- * functions), exported from the shared library. TORCHFF_TARGETS builds a function for several instruction sets, the build
- * picked at load time by the CPU (on x86-64 Linux with GCC): x86-64-v4 (AVX-512, 512-bit
- * vectors; GCC 11 and later), AVX2 and the baseline. An exported function that splits its work
- * over threads (torchff_parallel.h) is exported only, and calls a TORCHFF_TARGETS worker per
- * chunk: the OpenMP region stays out of the cloned code. TORCHFF_API is both. Every C file in
- * this folder includes this header.
+ * functions), exported from the shared library. TORCHFF_TARGETS builds a function for several
+ * instruction sets, the build picked at load time by the CPU (on x86-64 Linux with GCC):
+ * x86-64-v4 (AVX-512, 512-bit vectors; GCC 11 and later), AVX2 and the baseline. An entry
+ * point is exported only, never cloned (a cloned function is an ifunc, which not every
+ * compiler exports under its name), and calls a TORCHFF_TARGETS worker (per chunk where it
+ * splits its work over threads, torchff_parallel.h: the OpenMP region stays out of the cloned
+ * code). Every C file in this folder includes this header.
  */
 #ifndef TORCHFF_API_H
 #define TORCHFF_API_H
@@ -23,7 +24,5 @@
 #else
 #define TORCHFF_TARGETS
 #endif
-
-#define TORCHFF_API TORCHFF_EXPORT TORCHFF_TARGETS
 
 #endif

@@ -15,6 +15,8 @@ The C functions take contiguous arrays of one dtype, float32 (suffix ``_f32``) o
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import warnings
 from types import ModuleType
 from typing import Callable
 
@@ -33,14 +35,17 @@ _loaded = False
 
 
 def module() -> ModuleType | None:
-    """``torchff._kernels``, or None where it was not built."""
+    """``torchff._kernels``, or None where it was not built (a build that is there but does not
+    load warns, naming the loader's error, and the ops take their composites)."""
     global _module, _loaded
     if not _loaded:
         _loaded = True
-        try:  # imported after torch: the dynamic loader gives it torch's libgomp
-            _module = importlib.import_module("torchff._kernels")
-        except ImportError:
-            _module = None
+        if importlib.util.find_spec("torchff._kernels") is not None:
+            try:  # imported after torch: the dynamic loader gives it torch's libgomp
+                _module = importlib.import_module("torchff._kernels")
+            except ImportError as e:
+                warnings.warn(f"torchff's C kernels were built but do not load ({e}); CPU ops use their "
+                              "composites (torch ops)", RuntimeWarning, stacklevel=2)
     return _module
 
 
