@@ -25,8 +25,10 @@ typedef union {
     double d;
 } torchff_arg;
 
-/* Read args[0..nargs) into a[] by `format`, one letter per argument: p a pointer (int or
-   None), i an int64_t, d a double. 0, or -1 with a TypeError set. */
+/* Read args[0..nargs) into a[] by `format`, one letter per argument: p a pointer (an int, or
+   None for NULL), i an int64_t (an int), d a double (a float or an int); anything with
+   __index__ counts as an int. 0, or -1 with an exception set (TypeError naming the argument, or
+   OverflowError for an int out of range). */
 static int parse(const char *name, const char *format, PyObject *const *args, Py_ssize_t nargs,
                  torchff_arg *a) {
     const Py_ssize_t want = (Py_ssize_t)strlen(format);
@@ -36,25 +38,29 @@ static int parse(const char *name, const char *format, PyObject *const *args, Py
     }
     for (Py_ssize_t k = 0; k < nargs; ++k) {
         PyObject *v = args[k];
+        int failed = 0;
         switch (format[k]) {
         case 'p':
-            if (v == Py_None)
+            if (v == Py_None) {
                 a[k].p = NULL;
-            else if (PyLong_Check(v))
-                a[k].p = PyLong_AsVoidPtr(v);
-            else
-                goto wrong;
+                break;
+            }
+            if (!PyIndex_Check(v)) goto wrong;
+            a[k].p = PyLong_AsVoidPtr(v);
+            failed = a[k].p == NULL && PyErr_Occurred();
             break;
         case 'i':
-            if (!PyLong_Check(v)) goto wrong;
+            if (!PyIndex_Check(v)) goto wrong;
             a[k].i = PyLong_AsLongLong(v);
+            failed = a[k].i == -1 && PyErr_Occurred();
             break;
         default: /* 'd' */
-            if (!PyFloat_Check(v) && !PyLong_Check(v)) goto wrong;
+            if (!PyFloat_Check(v) && !PyIndex_Check(v)) goto wrong;
             a[k].d = PyFloat_AsDouble(v);
+            failed = a[k].d == -1.0 && PyErr_Occurred();
             break;
         }
-        if (PyErr_Occurred()) return -1; /* an int out of range */
+        if (failed) return -1;
         continue;
     wrong:
         PyErr_Format(PyExc_TypeError, "%s(): argument %zd must be %s, not %s", name, k + 1,
