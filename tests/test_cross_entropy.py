@@ -230,7 +230,6 @@ def test_composite_checks_class_indices_too():
         K._composite_cross_entropy(torch.randn(3, 4), torch.tensor([0, 7, 1]), None, 1, -100, 0.0)
 
 
-
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_composite_is_as_exact_as_torch_in_float64(reduction):
     # the composite (devices without a kernel, and what torch.compile traces) once scaled the
@@ -249,6 +248,7 @@ def test_composite_is_as_exact_as_torch_in_float64(reduction):
         loss, grad = impl(x, t, w, red, -100, 0.2)
         torch.testing.assert_close(loss, ref.detach(), rtol=1e-14, atol=1e-15)
         torch.testing.assert_close(grad, xr.grad, rtol=1e-14, atol=1e-15)
+
 
 # --------------------------------------------------------------------------------------
 # no host reads: forward and backward on fake CUDA tensors

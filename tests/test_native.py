@@ -10,6 +10,7 @@ intra-op threads. The exception is PReLU's weight gradient, a sum that C accumul
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -125,8 +126,9 @@ def test_the_kernel_functions_check_their_arguments():
         lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 0.5, 2.0)
     with pytest.raises(OverflowError):
         lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 0.5, 1 << 64)
-    # a double argument takes an int; the results come back as the C function's type
-    assert lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 2, 2) is None
+    # a double argument takes an int, an int argument anything with __index__; the results
+    # come back as the C function's type
+    assert lib.leaky_mask_f32(x.data_ptr(), out.data_ptr(), mask.data_ptr(), 2, torch.tensor(2)) is None
     assert out.tolist() == [-4.0, 3.0] and mask.tolist() == [False, True]
     t = torch.tensor([1, 0, -100, 1])
     assert lib.ce_weight_sum_f32(t.data_ptr(), None, 2, -100, 4) == 3.0
@@ -134,6 +136,27 @@ def test_the_kernel_functions_check_their_arguments():
     z, g, loss = torch.zeros(2, 2), torch.empty(2, 2), torch.empty(2)
     assert lib.ce_rows_f32(z.data_ptr(), bad.data_ptr(), None, None, 0, 1.0, g.data_ptr(), loss.data_ptr(),
                            None, 1.0, 2, -100, 0.0, 2) == 1  # the first bad target's row
+
+
+def test_a_build_that_does_not_load_warns(monkeypatch):
+    # "not built" is silent (no compiler: the ops take their composites); a module that is
+    # there but fails to load names the loader's error
+    import importlib
+
+    def fail(name, *args, **kwargs):
+        raise ImportError("undefined symbol: torchff_x")
+
+    monkeypatch.setattr(_c, "_loaded", False)
+    monkeypatch.setattr(_c, "_module", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib, "import_module", fail)
+    with pytest.warns(RuntimeWarning, match="built but do not load .*undefined symbol: torchff_x"):
+        assert _c.module() is None
+    monkeypatch.setattr(_c, "_loaded", False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _c.module() is None
 
 
 @needs_c
@@ -224,6 +247,28 @@ def test_prelu_kernels_equal_their_composites(dtype, shape, wshape, threads):
             assert torch.equal(gw.isinf(), ref.to(dtype).isinf())
         else:
             assert gw.numel() == 0
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape, wshape", [c for c in PRELU_SHAPES if 0 not in c[0]], ids=str)
+def test_prelu_weight_gradient_is_the_float64_sum_of_the_products(dtype, shape, wshape, threads):
+    # finite inputs (the test above puts nan in every one-weight sum): the kernel rounds each
+    # product x g in the input's dtype, as torch, and sums them in float64 in any order, so its
+    # result is that sum rounded once: within 1 ulp of it (float32), or within float64's
+    # summation error (float64)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, dtype=dtype, generator=g)
+    grad = torch.randn(shape, dtype=dtype, generator=g)
+    w = torch.rand(wshape, dtype=dtype, generator=g)
+    _, gw = K._prelu_backward_cpu(grad, x, w, True, True)
+    terms = torch.where(x > 0, 0.0, (x * grad).double())
+    ref = K._reduce_to_weight(terms, w.double())
+    size = K._reduce_to_weight(terms.abs(), w.double())
+    if dtype == torch.float32:
+        torch.testing.assert_close(gw, ref.float(), rtol=torch.finfo(dtype).eps, atol=1e-30)
+    else:
+        assert ((gw - ref).abs() <= 64 * torch.finfo(dtype).eps * size).all()
 
 
 @needs_c

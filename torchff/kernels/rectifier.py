@@ -193,7 +193,8 @@ def _times_small_cpu(grad: Tensor, small: Tensor) -> Tensor:
         return _times_small_composite(grad, small)
     grad, small = grad.contiguous(), small.contiguous()
     out = _fresh(grad)
-    fn(grad.data_ptr(), small.data_ptr(), out.data_ptr(), out.numel())  # a bool is one byte holding 0 or 1: read as int8
+    # a bool is one byte holding 0 or 1: read as int8
+    fn(grad.data_ptr(), small.data_ptr(), out.data_ptr(), out.numel())
     return out
 
 
