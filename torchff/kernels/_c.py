@@ -21,8 +21,9 @@ from types import ModuleType
 from typing import Callable
 
 import torch
+from torch import Tensor
 
-__all__ = ["MIN_CHUNK", "SUFFIX", "available", "function", "module"]
+__all__ = ["MIN_CHUNK", "SUFFIX", "available", "function", "module", "ptr"]
 
 #: dtype -> the suffix of its C functions
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -61,3 +62,8 @@ def function(name: str) -> dict[torch.dtype, Callable] | None:
     if lib is None:
         return None
     return {dtype: getattr(lib, f"{name}_{suffix}") for dtype, suffix in SUFFIX.items()}
+
+
+def ptr(t: Tensor | None) -> int | None:
+    """The data pointer the C functions take for an optional array: None (NULL) for no tensor."""
+    return None if t is None else t.data_ptr()

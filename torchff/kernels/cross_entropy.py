@@ -244,10 +244,6 @@ _C_PROBS = _c.function("ce_probs")
 _C_PROBS_BW = _c.function("ce_probs_backward")
 
 
-def _ptr(t: Tensor | None, offset: int = 0):
-    return None if t is None else t.data_ptr() + offset * t.element_size()
-
-
 def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha: float, g: Tensor | None,
             ignore_index: int, eps: float, reduce_by: float | None = None):
     """Run the C rows kernel on contiguous ``z`` (R, C) and int64 ``t``; ``g`` may be ``z``.
@@ -261,7 +257,7 @@ def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha:
     else:
         out = torch.empty((), dtype=z.dtype)
         loss, total = None, out.data_ptr()
-    bad = _C_ROWS[z.dtype](z.data_ptr(), t.data_ptr(), _ptr(w), _ptr(scale), step, alpha, _ptr(g), loss,
+    bad = _C_ROWS[z.dtype](z.data_ptr(), t.data_ptr(), _c.ptr(w), _c.ptr(scale), step, alpha, _c.ptr(g), loss,
                            total, reduce_by, C, ignore_index, max(eps, 0.0), R)
     if bad >= 0:
         raise _out_of_bounds(int(t[bad]))
@@ -270,7 +266,7 @@ def _c_rows(z: Tensor, t: Tensor, w: Tensor | None, scale: Tensor | None, alpha:
 
 def _cpu_cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing):
     two_d = input.dim() == 2
-    C = input.shape[1] if two_d else _classes(input.shape)
+    C = _classes(input.shape)
     dtype = _opmath(input.dtype)
     z = (input if two_d else _rows(input, C)).to(dtype).contiguous()
     fresh = z.data_ptr() != input.data_ptr()  # a copy (K-dim, 16-bit or strided input) is ours
@@ -278,7 +274,7 @@ def _cpu_cross_entropy(input, target, weight, reduction, ignore_index, label_smo
     w = None if weight is None else weight.to(dtype).contiguous()
     alpha, reduce_by = 1.0, None
     if reduction == MEAN:
-        reduce_by = _C_WSUM[dtype](t.data_ptr(), _ptr(w), C, ignore_index, t.shape[0])
+        reduce_by = _C_WSUM[dtype](t.data_ptr(), _c.ptr(w), C, ignore_index, t.shape[0])
         alpha = 1.0 / reduce_by if reduce_by else 0.0
     elif reduction == SUM:
         reduce_by = 1.0
@@ -316,7 +312,7 @@ def _cpu_probs(input, target, weight, reduction, label_smoothing):
     loss = torch.empty(R, dtype=dtype)
     fn = _C_PROBS[dtype]
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
-    fn(z.data_ptr(), t.data_ptr(), _ptr(w), lp.data_ptr(), loss.data_ptr(), C, eps, R)
+    fn(z.data_ptr(), t.data_ptr(), _c.ptr(w), lp.data_ptr(), loss.data_ptr(), C, eps, R)
     shape = input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
     return _reduced(loss, reduction, R, shape, out), _unrows(lp.to(out), input.shape)
 
@@ -336,7 +332,7 @@ def _cpu_probs_backward(grad, log_probs, target, weight, reduction, label_smooth
     fn = _C_PROBS_BW[dtype]
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
     if need_input or need_target:
-        fn(g.data_ptr(), step, alpha, lp.data_ptr(), t.data_ptr(), _ptr(w), _ptr(gz), _ptr(gt), C, eps, R)
+        fn(g.data_ptr(), step, alpha, lp.data_ptr(), t.data_ptr(), _c.ptr(w), _c.ptr(gz), _c.ptr(gt), C, eps, R)
     mk = lambda x: log_probs.new_empty(0) if x is None else _unrows(x.to(log_probs.dtype), log_probs.shape)
     return mk(gz), mk(gt)
 

@@ -263,10 +263,6 @@ def _full(t: Tensor | None, shape, dtype) -> Tensor | None:
     return t.contiguous()
 
 
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
 def _grad_arg(grad: Tensor, shape, n: int, dtype) -> tuple[Tensor, int]:
     """The upstream gradient as ``(array, g_full)``: its one element for a reduced loss."""
     if grad.numel() == 1 and n != 1:
@@ -294,7 +290,7 @@ def _bce_cpu(input, target, weight, pos_weight, reduction):
     if dtype not in _C_DTYPES or (n == 0 and reduction != NONE):
         return _bce_composite(input, target, weight, pos_weight, reduction)
     z, y, w, pw = (_full(t, shape, dtype) for t in (input, target, weight, pos_weight))
-    out = _c_loss(_C_BCE[dtype], dtype, shape, n, reduction, (z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw)))
+    out = _c_loss(_C_BCE[dtype], dtype, shape, n, reduction, (z.data_ptr(), y.data_ptr(), _c.ptr(w), _c.ptr(pw)))
     return as_dtype(out, target.dtype)
 
 
@@ -309,7 +305,7 @@ def _bce_backward_cpu(grad, input, target, weight, pos_weight, scale, input_grad
     gz = torch.empty(shape, dtype=dtype) if input_grad else None
     gy = torch.empty(shape, dtype=dtype) if target_grad else None
     if n and (input_grad or target_grad):
-        _C_BCE_BWD[dtype](_ptr(gz), _ptr(gy), g.data_ptr(), g_full, scale, z.data_ptr(), y.data_ptr(), _ptr(w), _ptr(pw), n)
+        _C_BCE_BWD[dtype](_c.ptr(gz), _c.ptr(gy), g.data_ptr(), g_full, scale, z.data_ptr(), y.data_ptr(), _c.ptr(w), _c.ptr(pw), n)
     return (
         as_dtype(gz, input.dtype) if gz is not None else _none_like(input),
         as_dtype(gy, target.dtype) if gy is not None else _none_like(target),
@@ -325,7 +321,7 @@ def _regression_cpu(input, target, spread, kind, full, eps, reduction):
     if dtype not in _C_DTYPES or mixed or (n == 0 and reduction != NONE):
         return _regression_composite(input, target, spread, kind, full, eps, reduction)
     x, y, a = (_full(t, shape, dtype) for t in (input, target, spread))
-    args = (x.data_ptr(), y.data_ptr(), _ptr(a), kind, int(full), eps)
+    args = (x.data_ptr(), y.data_ptr(), _c.ptr(a), kind, int(full), eps)
     if reduction == MEAN and _weighted(kind, spread):  # the weighted mean: sum / sum(w)
         return as_dtype(_c_loss(_C_REG[dtype], dtype, shape, n, SUM, args) / spread.sum(dtype=dtype), out_dtype)
     return as_dtype(_c_loss(_C_REG[dtype], dtype, shape, n, reduction, args), out_dtype)
@@ -343,7 +339,7 @@ def _regression_backward_cpu(grad, input, target, spread, kind, eps, scale, spre
     gd = torch.empty(shape, dtype=dtype)
     ga = torch.empty(shape, dtype=dtype) if spread_grad else None
     if n:
-        _C_REG_BWD[dtype](gd.data_ptr(), _ptr(ga), g.data_ptr(), g_full, scale, x.data_ptr(), y.data_ptr(), _ptr(a), kind, eps, n)
+        _C_REG_BWD[dtype](gd.data_ptr(), _c.ptr(ga), g.data_ptr(), g_full, scale, x.data_ptr(), y.data_ptr(), _c.ptr(a), kind, eps, n)
     return as_dtype(gd, res_dtype), (as_dtype(ga, spread.dtype) if ga is not None else _none_like(input))
 
 
