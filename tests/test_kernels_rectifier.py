@@ -17,7 +17,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as TF
-from triton_support import INTERPRETED, aligned, aot_compile
+from triton_support import INTERPRETED, aligned, aot_compile, restore_triton_language
 
 from torchff.kernels import rectifier as K
 from torchff.testing import default_tolerances, nan_safe_equal
@@ -223,3 +223,23 @@ def test_cuda_functional_parity_and_no_host_sync():
                     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="the interpreter's leftover patches exist only under TRITON_INTERPRET=1")
+def test_aot_compiles_after_an_interpreted_kernel_that_calls_the_standard_library(monkeypatch):
+    """An interpreted ``tl.sum`` leaves ``triton.language.core`` patched (triton 3.8); the
+    ahead-of-time compile that follows in the same process must still work."""
+    import triton
+    import triton.language as tl
+
+    from torchff.kernels._common import SUM
+    from torchff.kernels.triton import losses
+
+    restore_triton_language()
+    pristine_cast = tl.core.cast
+    losses.bce_with_logits(torch.randn(3000), torch.rand(3000), None, None, SUM)  # its sum kernel calls tl.sum
+    assert tl.core.cast is not pristine_cast  # the leak this guards against is there
+    monkeypatch.setattr(triton.knobs.compilation, "always_compile", True)  # no cached binary hides a failure
+    name, kernel, signature, constexprs, aligned_args, _ = VARIANTS[0]
+    compiled = aot_compile(kernel, signature, constexprs, 80, aligned(kernel, *aligned_args))
+    assert ".target sm_80" in compiled.asm["ptx"] and tl.core.cast is pristine_cast

@@ -20,6 +20,34 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 CAPABILITIES = (80, 90)  # sm_80 (A100), sm_90 (H100)
 
 
+def _language_namespaces() -> list:
+    """The objects triton's interpreter patches (``triton/runtime/interpreter.py``, ``_patch_lang``)."""
+    import triton.language as tl
+
+    return [tl, tl.core, tl.math, tl.core.tensor, tl.core.dtype, tl.core.tensor_descriptor_base]
+
+
+# triton.language as it is before any kernel is interpreted (test modules import this at collection)
+_PRISTINE = [(ns, dict(vars(ns))) for ns in _language_namespaces()]
+
+
+def restore_triton_language() -> None:
+    """Put triton.language back as it was before any kernel was interpreted.
+
+    Triton 3.8's interpreter restores what it patches for a kernel launch, but a ``@triton.jit``
+    function of triton's own standard library called from a kernel (the combine function of
+    ``tl.sum``, ``tl.sigmoid``, ...) patches ``triton.language.core`` again, and that is never
+    undone: ``core.cast`` and the rest stay the interpreter's, and the real compiler, running
+    later in the same process, then fails inside them. ``aot_compile`` calls this first.
+    """
+    for ns, saved in _PRISTINE:
+        for name in [k for k in vars(ns) if k not in saved and not k.startswith("__")]:
+            delattr(ns, name)
+        for name, value in saved.items():
+            if not name.startswith("__") and vars(ns).get(name) is not value:
+                setattr(ns, name, value)
+
+
 def _jit(fn):
     """The ``triton.jit`` function behind ``fn`` (under the interpreter, ``triton.jit`` returns an
     ``InterpretedFunction``, which the compiler cannot take)."""
@@ -56,6 +84,7 @@ def aot_compile(kernel, signature: dict, constexprs: dict | None = None, capabil
     """
     from triton.backends.compiler import GPUTarget
 
+    restore_triton_language()
     jf = _jit(kernel)
     with _compilable_globals(kernel):
         src = triton.compiler.ASTSource(fn=jf, signature=signature, constexprs=constexprs or {}, attrs=attrs)
