@@ -2,8 +2,8 @@
 composite, the Triton launchers under the interpreter against the CPU kernels, and every Triton
 kernel compiled ahead of time for sm_80 and sm_90.
 
-Softplus, sigmoid, softmax and log-softmax register no op (torch's fused kernels serve them, see
-``torchff/autograd/smooth.py``): nothing of theirs is tested here.
+Sigmoid, softmax and log-softmax register no op (torch's fused kernels serve them, see
+``torchff/autograd/smooth.py``). The ``softplus`` op's C loop is tested in ``tests/test_softplus.py``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ import torch.nn.functional as TF
 
 import torchff
 import torchff.functional as F
+from torchff.kernels import _c
+from torchff.kernels import smooth as _smooth_ops
 from torchff.testing import check, nan_safe_equal, saved_tensors
 
 INF, NAN = float("inf"), float("nan")
@@ -31,10 +33,30 @@ def full_gradchecks(fn, *inputs):
 
 
 # --------------------------------------------------------------------------------------
-# parity with torch: the same kernels, so the same bits
+# parity with torch. The gradient is torch's own softplus_backward: the same bits. The value of
+# float32 / float64 CPU tensors comes from torchff's C loop (csrc/smooth.c): within a few ulps of
+# torch's, the same at every special value (0, subnormals, inf, nan, the linear region);
+# float16 / bfloat16 take aten's kernel: the same bits.
 # --------------------------------------------------------------------------------------
 SPECIAL = [-1e4, -104.0, -90.0, -88.8, -20.0, -1.0, -0.0, 0.0, 1e-8, 1.0, 19.99, 20.0, 20.01, 88.8, 99.0, 1e4,
            INF, -INF, NAN]
+#: the value's tolerance against torch's, in ulps of torch's value, per dtype (0: the same bits)
+VALUE_ULPS = {torch.float32: 5, torch.float64: 2, torch.float16: 0, torch.bfloat16: 0}
+
+
+def within_ulps(out: torch.Tensor, ref: torch.Tensor, ulps: int) -> bool:
+    """nan where ``ref`` is nan, ``ref`` itself where it is ±inf, else within ``ulps`` steps of
+    ``ref``'s dtype at ``ref`` (the smallest subnormal at and below the normal range: torch's exp
+    flushes to 0 values up to 1.5 subnormal steps that torchff's keeps)."""
+    if ulps == 0:
+        return nan_safe_equal(out, ref)
+    nan, exact = ref.isnan(), ref.isinf()
+    if not torch.equal(out.isnan(), nan) or not torch.equal(out[exact], ref[exact]):
+        return False
+    a = ref.abs()
+    step = torch.nextafter(a, torch.tensor(INF, dtype=a.dtype)) - a
+    ok = (out - ref).abs() <= ulps * step
+    return bool(ok[~nan & ~exact].all())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
@@ -46,7 +68,58 @@ def test_values_and_gradients_equal_torch(dtype, beta, threshold):
     out, g = _values_and_grads(lambda t: F.softplus(t, beta, threshold), x, cot)
     ref, g_ref = _values_and_grads(lambda t: TF.softplus(t, beta, threshold), x, cot)
     assert out.dtype == ref.dtype == dtype
-    assert nan_safe_equal(out, ref) and nan_safe_equal(g, g_ref)
+    assert within_ulps(out, ref, VALUE_ULPS[dtype]) and nan_safe_equal(g, g_ref)
+
+
+def test_within_ulps_catches_a_one_step_error_beyond_the_tolerance():
+    ref = torch.tensor([1.0, 1e-40, -3.0, 0.0, INF, NAN])
+    step = torch.nextafter(ref.abs(), torch.tensor(INF)) - ref.abs()
+    near = ref.clone()
+    near[:4] += 4 * step[:4] * torch.tensor([1.0, 1.0, -1.0, 1.0])
+    assert within_ulps(near, ref, 4)
+    bad = ref.clone()
+    bad[1] += 5 * step[1]  # five subnormal steps
+    assert not within_ulps(bad, ref, 4)
+    for i, v in ((3, 1e-44), (4, 3e38), (5, 0.0)):  # seven steps off 0; inf and nan must be exact
+        bad = ref.clone()
+        bad[i] = v
+        assert not within_ulps(bad, ref, 4)
+
+
+@pytest.mark.skipif(not _c.available(), reason="the C library is not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("beta, threshold", [(1.0, 20.0), (3.0, 20.0), (-0.5, 10.0), (1.0, INF), (50.0, 20.0)])
+def test_c_softplus_is_within_ulps_of_torch_over_the_whole_range(dtype, beta, threshold):
+    """A dense sweep through every region: the subnormal tail (beta x down to -103.9), the
+    curve, the linear region and (threshold inf) float32's overflow of exp."""
+    span = 110.0 / abs(beta)
+    x = torch.linspace(-span, span, 400_001, dtype=dtype)
+    out = _smooth_ops.softplus(x, beta, threshold)
+    assert out.dtype == dtype
+    assert within_ulps(out, TF.softplus(x, beta, threshold), VALUE_ULPS[dtype])
+    if dtype == torch.float32:  # and within 4 ulps of the exact value at the rounded beta x (where finite)
+        t = (x * beta).double()
+        exact = torch.where(t > threshold, x.double(), torch.log1p(torch.exp(t)) / beta).float()
+        finite = torch.isfinite(out)
+        assert torch.equal(finite, torch.isfinite(TF.softplus(x, beta, threshold)))
+        assert within_ulps(out[finite], exact[finite], 4)
+
+
+@pytest.mark.skipif(not _c.available(), reason="the C library is not built")
+def test_c_softplus_threads_non_contiguous_and_empty():
+    n = 4 * _c.MIN_CHUNK + 13  # several chunks
+    x = 30 * torch.randn(n)
+    assert within_ulps(_smooth_ops.softplus(x, 1.0, 20.0), TF.softplus(x), 4)
+    xt = torch.randn(40, 30).t()
+    out = _smooth_ops.softplus(xt, 2.0, 20.0)
+    assert out.is_contiguous() and out.shape == xt.shape
+    assert within_ulps(out, TF.softplus(xt, 2.0), 4)
+    assert _smooth_ops.softplus(torch.empty(0, 3), 1.0, 20.0).shape == (0, 3)
+
+
+def test_softplus_op_passes_opcheck():
+    for x in (torch.randn(5, 7), torch.randn(3, 4, dtype=torch.float64).t(), torch.randn(6, dtype=torch.float16)):
+        torch.library.opcheck(_smooth_ops.softplus, (x, 2.0, 5.0))
 
 
 def test_sigmoid_equals_torch():

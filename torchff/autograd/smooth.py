@@ -1,16 +1,14 @@
 r"""Smooth activations: the logistic sigmoid and softplus, as autograd Functions.
 
-Both run torch's own fused kernels (``aten::sigmoid`` / ``sigmoid_backward``, ``aten::softplus``
-/ ``softplus_backward``), one kernel per direction on every device, and register no ``torchff::``
-op: torch already has the one kernel, which a torchff op could at best equal.
-
-* CUDA: torch's elementwise kernel already moves the least (forward: read ``x``, write ``y``;
-  backward: read the gradient and the saved tensor, write the result), so a Triton kernel would
-  move the same bytes.
-* CPU: torch's kernels are vectorized (SLEEF ``exp``/``log1p``); a plain-C loop calling libm's
-  scalar ``expf``/``logf`` is slower than them on large tensors (``benchmarks/`` measures the ops).
-* ``torch.compile``: dynamo traces the Function and inductor sees ``aten::softplus`` and
-  ``aten::sigmoid``, which it fuses with their neighbours; an opaque op could not be fused.
+* Sigmoid runs torch's own fused kernels (``aten::sigmoid`` / ``sigmoid_backward``), one kernel
+  per direction on every device, and registers no ``torchff::`` op: torch already has the one
+  vectorized kernel, which a torchff op could at best equal, and under ``torch.compile``
+  inductor sees (and fuses) aten's ops.
+* Softplus's forward is the ``torchff::softplus`` op (:mod:`torchff.kernels.smooth`): on CPU a
+  C loop for float32 / float64, because torch's CPU ``softplus`` calls libm's scalar ``log1p``
+  per element (``benchmarks/`` measures both); elsewhere (CUDA, half dtypes) the op's
+  composite, ``aten::softplus`` itself. Its backward is torch's ``softplus_backward``, one
+  vectorized pass from the input on every device.
 
 Each Function comes as a core class (forward, ``setup_context``, ``backward``) and a subclass
 adding the forward-mode ``jvp``; :mod:`torchff.functional` applies the core class under
@@ -28,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd import Function
+
+from torchff.kernels.smooth import softplus as _softplus
 
 __all__ = ["SigmoidFunction", "SoftplusFunction"]
 
@@ -85,7 +85,11 @@ class _Softplus(Function):
     ``softplus_backward`` (double backward: :math:`\beta\,\sigma(\beta x)(1 - \sigma(\beta x))`
     below the threshold, 0 above); forward mode: :math:`\dot y = \zeta'(x)\,\dot x`.
 
-    Numerics: torch's. Values and slopes keep float32's subnormal range: for
+    Numerics: the slopes are torch's bits; the values of float32 / float64 CPU tensors come
+    from torchff's C loop, within 4 float32 ulps of the exact value (2 float64 ulps of
+    torch's), the same as torch's at ±inf, nan and in the linear region (at the bottom of the
+    subnormal tail torch's ``exp`` flushes to 0 values that the C loop keeps); other dtypes
+    and devices run torch's kernel. Values and slopes keep float32's subnormal range: for
     :math:`\beta x` from about -88.7 down to -103.9 both are :math:`e^{\beta x}` as a subnormal
     (``softplus(-90.)`` is :math:`8.19 \cdot 10^{-40}`), not 0. Without a linear region there
     (``threshold`` above 88.7, ``inf`` or nan), large inputs overflow to ``inf`` with a nan
@@ -101,7 +105,7 @@ class _Softplus(Function):
 
     @staticmethod
     def forward(input: Tensor, beta: float, threshold: float) -> Tensor:
-        return _aten.softplus(input, beta, threshold)
+        return _softplus(input, beta, threshold)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

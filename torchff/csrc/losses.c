@@ -37,24 +37,6 @@
 #include "torchff_parallel.h"
 
 /* torch.sign: -1, 0, 1, and nan for nan */
-
-/* exp(-a) for a >= 0 (or nan), float32: the shared branch-free exp (torchff_math.h) */
-static inline float torchff_exp_neg_f32(float a) { return torchff_expf(-a); }
-
-/* log(1 + u) for u in [0, 1], float32: 2 atanh(s), s = u / (2 + u) in [0, 1/3], by its series
-   to s^13 (truncation below 2e-8 relative; full relative accuracy for tiny u). */
-static inline float torchff_log1p_unit_f32(float u) {
-    const float s = u / (2.0f + u), s2 = s * s;
-    float p = 2.0f / 13.0f;
-    p = p * s2 + 2.0f / 11.0f;
-    p = p * s2 + 2.0f / 9.0f;
-    p = p * s2 + 2.0f / 7.0f;
-    p = p * s2 + 2.0f / 5.0f;
-    p = p * s2 + 2.0f / 3.0f;
-    p = p * s2 + 2.0f;
-    return s * p;
-}
-
 #define TORCHFF_SGN(T, d) ((d) != (d) ? (d) : (T)(((d) > (T)0) - ((d) < (T)0)))
 
 /* *OUT = the sum of EXPR (an expression of i) for i in [B, E), in double: each block of 256

@@ -120,6 +120,7 @@ TORCHFF_WRAP2(ce_weight_sum, float, "ppiii", (P(0), P(1), I(2), I(3), I(4)))
 TORCHFF_WRAP2(ce_probs, void, "pppppidi", (P(0), P(1), P(2), P(3), P(4), I(5), D(6), I(7)))
 TORCHFF_WRAP2(ce_probs_backward, void, "pidpppppidi",
               (P(0), I(1), D(2), P(3), P(4), P(5), P(6), P(7), I(8), D(9), I(10)))
+TORCHFF_WRAP2(softplus, void, "ppddi", (P(0), P(1), D(2), D(3), I(4)))
 TORCHFF_WRAP2(bce_with_logits, void, "ppppppdi", (P(0), P(1), P(2), P(3), P(4), P(5), D(6), I(7)))
 TORCHFF_WRAP2(bce_with_logits_backward, void, "pppidppppi",
               (P(0), P(1), P(2), I(3), D(4), P(5), P(6), P(7), P(8), I(9)))
@@ -139,6 +140,7 @@ static PyMethodDef torchff_kernels_methods[] = {
     TORCHFF_METHOD2(maxout) TORCHFF_METHOD2(maxout_backward)
     TORCHFF_METHOD2(ce_rows) TORCHFF_METHOD2(ce_weight_sum) TORCHFF_METHOD2(ce_probs)
     TORCHFF_METHOD2(ce_probs_backward)
+    TORCHFF_METHOD2(softplus)
     TORCHFF_METHOD2(bce_with_logits) TORCHFF_METHOD2(bce_with_logits_backward)
     TORCHFF_METHOD2(regression) TORCHFF_METHOD2(regression_backward)
     TORCHFF_METHOD(split) TORCHFF_METHOD(openmp)

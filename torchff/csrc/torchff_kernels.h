@@ -42,6 +42,8 @@
     void torchff_ce_probs_backward_##SUFFIX(const T *go, int64_t go_step, double alpha,           \
                                             const T *lp, const T *t, const T *w, T *gz, T *gt,    \
                                             int64_t C, double eps, int64_t rows);                  \
+    /* smooth.c */                                                                                 \
+    void torchff_softplus_##SUFFIX(const T *x, T *out, double beta, double threshold, int64_t n); \
     /* losses.c */                                                                                 \
     void torchff_bce_with_logits_##SUFFIX(T *out, T *total, const T *z, const T *y, const T *w,   \
                                           const T *pw, double scale, int64_t n);                   \

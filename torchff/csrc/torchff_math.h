@@ -7,6 +7,9 @@
  * polynomial to degree 7 (truncation below 1e-8 relative); 2^k applied as two exponent-field
  * factors so that results down to the smallest subnormal are exact scalings. nan stays nan,
  * +inf (and anything above 89) overflows to inf, -inf gives 0.
+ *
+ * torchff_exp_neg_f32(a) = exp(-a) for a >= 0 and torchff_log1p_unit_f32(u) = log(1 + u) for u
+ * in [0, 1]: the pieces of log(1 + e^z) = max(z, 0) + log1p(e^-|z|) (BCE, softplus).
  */
 #ifndef TORCHFF_MATH_H
 #define TORCHFF_MATH_H
@@ -33,6 +36,23 @@ static inline float torchff_expf(float x) {
     s2.i = (k2 + 127) << 23;
     const float y = p * s1.f * s2.f;
     return x != x ? x : (x > 89.0f ? INFINITY : y);
+}
+
+/* exp(-a) for a >= 0 (or nan), float32, by torchff_expf */
+static inline float torchff_exp_neg_f32(float a) { return torchff_expf(-a); }
+
+/* log(1 + u) for u in [0, 1], float32: 2 atanh(s), s = u / (2 + u) in [0, 1/3], by its series
+   to s^13 (truncation below 2e-8 relative; full relative accuracy for tiny u). */
+static inline float torchff_log1p_unit_f32(float u) {
+    const float s = u / (2.0f + u), s2 = s * s;
+    float p = 2.0f / 13.0f;
+    p = p * s2 + 2.0f / 11.0f;
+    p = p * s2 + 2.0f / 9.0f;
+    p = p * s2 + 2.0f / 7.0f;
+    p = p * s2 + 2.0f / 5.0f;
+    p = p * s2 + 2.0f / 3.0f;
+    p = p * s2 + 2.0f;
+    return s * p;
 }
 
 #endif
