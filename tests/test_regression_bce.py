@@ -286,3 +286,33 @@ def test_compiles_to_one_graph_and_matches_eager(name, spread_grad):
     torch.testing.assert_close(got, want)
     for a, b in zip(torch.autograd.grad(got, wrt), torch.autograd.grad(want, wrt)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "gaussian_nll_loss", "laplace_nll_loss"])
+def test_compiled_forward_computes_the_residual_once(name):
+    # the compile twin returns its residual for the backward: the forward graph has one x - y,
+    # which inductor writes in the reduction's own loop (with a second one, recomputed for the
+    # backward, inductor ran a second pass over the input and the target)
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+    from torch._functorch.partitioners import min_cut_rematerialization_partition  # inductor's
+
+    forward_graphs = []
+
+    def keep(gm, _inputs):
+        forward_graphs.append(gm)
+        return make_boxed_func(gm)
+
+    fns = {"mse_loss": F.mse_loss, "l1_loss": F.l1_loss, "gaussian_nll_loss": F.gaussian_nll_loss,
+           "laplace_nll_loss": F.laplace_nll_loss}
+    x, y, s = _x(6, 5), _x(6, 5).detach(), _pos(6, 5).detach().requires_grad_()
+    fn = (lambda x, y, s: fns[name](x, y, s)) if "nll" in name else (lambda x, y, s: fns[name](x, y) * s.sum())
+    torch._dynamo.reset()
+    backend = aot_autograd(fw_compiler=keep, bw_compiler=lambda gm, _: make_boxed_func(gm),
+                           partition_fn=min_cut_rematerialization_partition)
+    compiled = torch.compile(fn, backend=backend, fullgraph=True)
+    compiled(x, y, s).backward()
+    (graph,) = forward_graphs
+    subs = [n for n in graph.graph.nodes if n.target == torch.ops.aten.sub.Tensor]
+    assert len(subs) == 1, graph.code
+    torch._dynamo.reset()

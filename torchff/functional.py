@@ -189,6 +189,13 @@ def _apply(function, core, *args):
     return function.apply(*args)
 
 
+def _apply_regression(*args):
+    """The regression losses' ``_apply``: the compile twin returns the loss and the residual."""
+    if torch.compiler.is_compiling():
+        return _regression._RegressionTraced.apply(*args)[0]
+    return _regression._RegressionFunction.apply(*args)
+
+
 def sigmoid(input: Tensor) -> Tensor:
     r"""Logistic sigmoid, :math:`1/(1 + e^{-x})`, derivative :math:`\sigma(1 - \sigma)`.
 
@@ -539,7 +546,7 @@ def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, 
     promoted = _loss.result_dtype(input, target, weight)
     if not (promoted.is_floating_point or (kind == _regression.L1 and promoted.is_complex)):
         _check_floating(f"{name.split('_')[0]}_cpu", torch.empty(0, dtype=promoted))  # torch's error
-    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, weight, kind, False, 0.0, red)
+    return _apply_regression(input, target, weight, kind, False, 0.0, red)
 
 
 def mse_loss(
@@ -647,7 +654,7 @@ def gaussian_nll_loss(
             raise NotImplementedError("clamp is not supported for complex types")
         return _regression.complex_gaussian_nll(input, target, var, bool(full), float(eps), red)
     input, target, var = _autocast_to_float32(input.device.type, input, target, var, devices=("cuda",))
-    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)
+    return _apply_regression(input, target, var, _regression.GAUSSIAN, bool(full), float(eps), red)
 
 
 def laplace_nll_loss(
@@ -673,7 +680,7 @@ def laplace_nll_loss(
         raise ValueError(reduction + " is not valid")
     input, target, scale = _autocast_to_float32(input.device.type, input, target, scale, devices=("cuda",))
     red = _Reduction.get_enum(reduction)
-    return _apply(_regression._RegressionFunction, _regression._RegressionTraced, input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)
+    return _apply_regression(input, target, scale, _regression.LAPLACE, bool(full), float(eps), red)
 
 
 # --------------------------------------------------------------------------------------

@@ -82,6 +82,35 @@ def complex_gaussian_nll(input: Tensor, target: Tensor, var: Tensor, full: bool,
     return _ops._reduced(elements, reduction, elements.dtype)  # unweighted: a plain mean
 
 
+def _backward(ctx, grad: Tensor | None):
+    """The backward of :class:`_Regression` and of its compile twin."""
+    if grad is None:
+        return None, None, None, None, None, None, None
+    input, target, spread, loss, *residual = ctx.saved_tensors
+    g, scale = grad, 1.0
+    if ctx.reduction == MEAN:
+        if loss is not None:
+            g = g / spread.sum()
+        else:
+            scale = mean_scale(ctx.shape.numel())
+    need_a = ctx.needs_input_grad[2]
+    if torch.is_grad_enabled() or ctx.traced:  # torch ops: double backward, compile
+        gd, ga = _ops._regression_backward_composite(g, input, target, spread, ctx.kind, ctx.eps, scale, need_a,
+                                                     *residual)
+    else:
+        gd, ga = _ops.regression_backward(g, input, target, spread, ctx.kind, ctx.eps, scale, need_a)
+    g_spread = gx = gy = None
+    if need_a:
+        if loss is not None:  # weighted mean: the weights' sum depends on the weight too
+            ga = ga - loss * g
+        g_spread = _to(sum_to(ga, spread.shape), spread.dtype)
+    if ctx.needs_input_grad[0]:
+        gx = _to(sum_to(gd, input.shape), input.dtype)
+    if ctx.needs_input_grad[1]:
+        gy = _to(sum_to(-gd, target.shape), target.dtype)
+    return gx, gy, g_spread, None, None, None, None
+
+
 class _Regression(Function):
     r"""The regression losses on the residual :math:`d = x - y`; see the module docstring.
 
@@ -103,43 +132,20 @@ class _Regression(Function):
         return _ops.regression(input, target, spread, kind, full, eps, reduction)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx, inputs, output, residual=()):
         input, target, spread, kind, full, eps, reduction = inputs
         ctx.kind, ctx.eps, ctx.reduction = kind, eps, reduction
-        ctx.traced = False  # (the compile twin's setup_context sets it)
+        ctx.traced = bool(residual)  # the compile twin passes its residual
         ctx.out_dtype = output.dtype
         ctx.shape = _ops.broadcast_shape(input, target, spread)
         ctx.set_materialize_grads(False)
         loss = output if _weighted(kind, spread) and reduction == MEAN else None
-        ctx.save_for_backward(input, target, spread, loss)
+        ctx.save_for_backward(input, target, spread, loss, *residual)
         ctx.save_for_forward(input, target, spread, loss)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None):
-        if grad is None:
-            return None, None, None, None, None, None, None
-        input, target, spread, loss = ctx.saved_tensors
-        g, scale = grad, 1.0
-        if ctx.reduction == MEAN:
-            if loss is not None:
-                g = g / spread.sum()
-            else:
-                scale = mean_scale(ctx.shape.numel())
-        need_a = ctx.needs_input_grad[2]
-        if torch.is_grad_enabled() or ctx.traced:  # torch ops: double backward, compile
-            gd, ga = _ops._regression_backward_composite(g, input, target, spread, ctx.kind, ctx.eps, scale, need_a)
-        else:
-            gd, ga = _ops.regression_backward(g, input, target, spread, ctx.kind, ctx.eps, scale, need_a)
-        g_spread = gx = gy = None
-        if need_a:
-            if loss is not None:  # weighted mean: the weights' sum depends on the weight too
-                ga = ga - loss * g
-            g_spread = _to(sum_to(ga, spread.shape), spread.dtype)
-        if ctx.needs_input_grad[0]:
-            gx = _to(sum_to(gd, input.shape), input.dtype)
-        if ctx.needs_input_grad[1]:
-            gy = _to(sum_to(-gd, target.shape), target.dtype)
-        return gx, gy, g_spread, None, None, None, None
+        return _backward(ctx, grad)
 
 
 class _RegressionFunction(_Regression):
@@ -180,13 +186,26 @@ class _RegressionFunction(_Regression):
 class _RegressionTraced(_Regression):
     """:class:`_Regression` for ``torch.compile``: forward and backward in torch ops (the op's
     composite and the double-backward formula), which the compiler fuses with the reduction and
-    its neighbours where the op would be one opaque call."""
+    its neighbours where the op would be one opaque call.
+
+    ``forward`` returns ``(loss, d)``, the residual :math:`d = x - y` as a second,
+    non-differentiable output that the backward reads: the compiler then keeps the one residual
+    its forward loop computes (where it keeps one instead of the input and the target) and writes
+    it in the same pass as the reduction, instead of a second pass over the input and the target.
+    ``torchff.functional`` returns the loss.
+    """
 
     @staticmethod
     def forward(input, target, spread, kind: int, full: bool, eps: float, reduction: int):
-        return _ops._regression_composite(input, target, spread, kind, full, eps, reduction)
+        d = _ops._residual(input, target)
+        return _ops._regression_composite(input, target, spread, kind, full, eps, reduction, d), d
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _Regression.setup_context(ctx, inputs, output)
-        ctx.traced = True
+        loss, d = output
+        ctx.mark_non_differentiable(d)
+        _Regression.setup_context(ctx, inputs, loss, (d,))
+
+    @staticmethod
+    def backward(ctx, grad, _grad_d):
+        return _backward(ctx, grad)

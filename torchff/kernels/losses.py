@@ -169,9 +169,11 @@ def _regression_elements(d: Tensor, a: Tensor | None, kind: int, full: bool, eps
     return e + _LOG_2 if full else e
 
 
-def _regression_composite(input, target, spread, kind, full, eps, reduction):
+def _regression_composite(input, target, spread, kind, full, eps, reduction, d: Tensor | None = None):
+    """The loss; ``d`` is the residual ``_residual(input, target)`` where the caller has it."""
     c = compute_dtype(result_dtype(input, target, spread))
-    d = _residual(input, target)
+    if d is None:
+        d = _residual(input, target)
     a = None if spread is None else spread.to(_real(c))
     loss = _regression_elements(d.to(c) if not d.is_complex() else d, a, kind, full, eps)
     loss = loss.expand(broadcast_shape(input, target, spread))
@@ -187,26 +189,29 @@ def _regression_grads(g: Tensor, d: Tensor, a: Tensor | None, kind: int, eps: fl
         if spread_grad:
             ga = g * (d * d if kind == MSE else d.abs())
         return gd, ga
-    v = _clamped(a, eps)
+    r = 1 / _clamped(a, eps)  # one division per element; the rest are products
     if kind == GAUSSIAN:
-        q = d / v
+        q = d * r
         gd = g * q
         if spread_grad:
-            ga = g * (0.5 * (1 / v - q * q))
+            ga = g * (0.5 * (r - q * q))
         return gd, ga
-    gd = g * (torch.sgn(d) / v)  # sgn: d/|d| for a complex residual, sign for a real one
+    gd = g * (torch.sgn(d) * r)  # sgn: d/|d| for a complex residual, sign for a real one
     if spread_grad:
-        ga = g * ((1 - d.abs() / v) / v)
+        ga = g * ((1 - d.abs() * r) * r)
     return gd, ga
 
 
-def _regression_backward_composite(grad, input, target, spread, kind, eps, scale, spread_grad):
+def _regression_backward_composite(grad, input, target, spread, kind, eps, scale, spread_grad, d: Tensor | None = None):
+    """The gradients; ``d`` is the residual ``_residual(input, target)`` where the caller has it
+    (``input`` and ``target`` then give only their shapes and dtypes)."""
     res_dtype = result_dtype(input, target)
     c = compute_dtype(result_dtype(grad, input, target, spread))
     g = grad.to(_real(c))
     if scale != 1.0:
         g = g * scale
-    d = _residual(input, target)
+    if d is None:
+        d = _residual(input, target)
     d = d.to(c) if not d.is_complex() else d
     a = None if spread is None else spread.to(_real(c))
     shape = broadcast_shape(grad, input, target, spread)
