@@ -296,7 +296,37 @@ def test_saved_bytes_at_most_torchs():
     _, theirs = saved_tensors(TF.cross_entropy, z, y)
     assert ours.total <= theirs.total
     _, ours = saved_tensors(F.nll_loss, z, t, w)
-    assert ours.total == N * 8 + C * 4  # target and weight only
+    assert ours.total == N * 8 + C * 4 + 4  # target, weight and the 0-d total weight (float32)
+
+
+@pytest.mark.parametrize("shape", [(16, 7), (4, 7, 3, 2), (4, 7, 5)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nll_backward_reads_the_total_weight_the_forward_made(shape, weighted):
+    # the forward kernel's total weight (the 'mean' denominator) is kept, 0-d; the backward
+    # is torch's nll_loss backward kernel alone, summing no target weights again
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    C = shape[1]
+    z = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, C, shape[:1] + shape[2:])
+    t.view(-1)[0] = -100
+    w = torch.rand(C, dtype=torch.float64) if weighted else None
+    loss = F.nll_loss(z, t, w)
+    with Ops() as ops:
+        (gz,) = torch.autograd.grad(loss, z, torch.tensor(1.0, dtype=torch.float64))
+    assert not {"ne", "sum", "index", "where", "masked_fill"} & set(ops.names), ops.names
+    assert {"nll_loss_backward", "nll_loss2d_backward"} & set(ops.names), ops.names
+    (ref,) = torch.autograd.grad(TF.nll_loss(z, t, w), z)
+    torch.testing.assert_close(gz, ref, rtol=0, atol=0)
 
 
 def test_logits_changed_in_place_after_the_forward_as_torch():

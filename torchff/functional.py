@@ -512,8 +512,8 @@ def nll_loss(
         input, weight = _autocast_to_float32(input.device.type, input, weight)
     _loss.check_floating("nll_loss_out_frame", input)
     target = _check_index_target("nll_loss", input, target, weight)
-    return _apply(_cross_entropy.NLLLossFunction, _cross_entropy.NLLLossFunctionTraceable,
-                  input, target, weight, int(ignore_index), red)
+    return _apply(_cross_entropy._NLLLossFunction, _cross_entropy._NLLLossFunctionTraceable,
+                  input, target, weight, int(ignore_index), red)[0]
 
 
 def _pointwise_loss(name, kind, input, target, size_average, reduce, reduction, weight):

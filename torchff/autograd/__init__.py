@@ -7,12 +7,10 @@ from torchff.autograd import step as _step  # noqa: F401  (private Functions: ca
 from torchff.autograd import maxout as _maxout  # noqa: F401  (likewise)
 from torchff.autograd import linear_cross_entropy as _linear_cross_entropy  # noqa: F401  (likewise)
 from torchff.autograd import regression as _regression  # noqa: F401  (likewise)
+from torchff.autograd import cross_entropy as _cross_entropy  # noqa: F401  (likewise)
 from torchff.autograd.smooth import SigmoidFunction, SoftplusFunction
 from torchff.autograd.softmax import LogSoftmaxFunction, SoftmaxFunction
-from torchff.autograd.losses import (
-    BCEWithLogitsFunction,
-    NLLLossFunction,
-)
+from torchff.autograd.losses import BCEWithLogitsFunction
 from torchff.autograd.perceptron import PerceptronLossFunction
 from torchff.autograd.rbf import RBFFunction
 
@@ -26,7 +24,6 @@ __all__ = [
     "SoftmaxFunction",
     "LogSoftmaxFunction",
     "BCEWithLogitsFunction",
-    "NLLLossFunction",
     # the perceptron and radial basis function features
     "PerceptronLossFunction",
     "RBFFunction",

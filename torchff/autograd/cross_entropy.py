@@ -31,6 +31,8 @@ rather than keep it; the backward formula is the same.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.autograd import Function
@@ -38,7 +40,7 @@ from torch.autograd import Function
 from torchff.autograd._loss import MEAN, NONE, compute_dtype as _opmath
 from torchff.kernels import cross_entropy as _ops
 
-__all__ = ["NLLLossFunction"]
+__all__: list[str] = []
 
 
 def _traceable(cls: type | None = None, *, internal_output: bool = False, traced_forward=None):
@@ -305,66 +307,73 @@ def _probs_grads(grad, lp, target, weight, reduction, label_smoothing, need_z, n
     return gz, gt
 
 
-def _nll_total_weight(target: Tensor, weight, ignore_index: int, dtype) -> Tensor:
-    r""":math:`\sum_n w_{y_n}` over the rows not ignored (the ``'mean'`` denominator), 0-d."""
-    valid = target != ignore_index
-    if weight is None:
-        return valid.sum().to(dtype)
-    return torch.where(valid, weight[target.masked_fill(~valid, 0)], 0).sum().to(dtype)
+def _nll_4d(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    r"""A K-dimensional ``(N, C, d1, ..., dk)`` input and its target in ``nll_loss2d``'s layout:
+    as they are for k = 2, else ``(N, C, 1, d)`` and ``(N, 1, d)`` with :math:`d = d_1 \cdots d_k`
+    (torch's ``nll_loss_nd`` does the same)."""
+    if input.dim() == 4:
+        return input, target
+    d = math.prod(target.shape[1:])
+    return input.reshape(input.shape[0], input.shape[1], 1, d), target.reshape(target.shape[0], 1, d)
 
 
 @_traceable
-class NLLLossFunction(Function):
-    r"""Negative log-likelihood of class indices given log-probabilities (torch's ``nll_loss``).
+class _NLLLossFunction(Function):
+    r"""Negative log-likelihood of class indices given log-probabilities (torch's ``nll_loss``),
+    returning ``(loss, total_weight)``.
 
-    :math:`l_n = -w_{y_n} x_{n, y_n}` (0 for ``ignore_index`` rows), ``'mean'`` divides by
-    :math:`\sum_n w_{y_n}`. Gradient: :math:`-w_{y_n}` at :math:`(n, y_n)`, 0 elsewhere, times the
-    upstream gradient (divided by the total weight for ``'mean'``). The loss is linear in the
-    input, so its forward-mode derivative is the loss of the tangent.
+    :math:`l_n = -w_{y_n} x_{n, y_n}` (0 for ``ignore_index`` rows), ``'mean'`` divides by the
+    total weight :math:`\sum_n w_{y_n}` over the rows not ignored. Gradient: :math:`-w_{y_n}` at
+    :math:`(n, y_n)`, 0 elsewhere, times the upstream gradient (divided by the total weight for
+    ``'mean'``). The loss is linear in the input, so its forward-mode derivative is the loss of
+    the tangent.
 
     ``forward(input, target, weight, ignore_index, reduction)``, ``target`` int64. Runs torch's
-    own ``nll_loss`` kernels (which check the class indices on every device without a host read)
-    and their backward, which needs no input values.
+    own ``nll_loss_forward`` / ``nll_loss2d_forward`` kernels (which check the class indices on
+    every device without a host read) and their backward, which reads no input values. The
+    total weight is the kernels' second output, non-differentiable; :func:`torchff.functional.nll_loss`
+    returns the loss only.
 
-    Saved for backward: the target and the weight; not the input nor the total weight, which
-    torch also keeps (the backward sums the target weights again for ``'mean'``).
+    Saved for backward: the target, the weight and the 0-d total weight (as torch); not the
+    input, which torch also keeps.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: int) -> Tensor:
-        return torch._C._nn.nll_loss_nd(input, target, weight, reduction, ignore_index)
+    def forward(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: int) -> tuple[Tensor, Tensor]:
+        if input.dim() <= 2:
+            return torch.ops.aten.nll_loss_forward.default(input, target, weight, reduction, ignore_index)
+        x, t = _nll_4d(input, target)
+        loss, total = torch.ops.aten.nll_loss2d_forward.default(x, t, weight, reduction, ignore_index)
+        return (loss.reshape(target.shape) if reduction == NONE else loss), total
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        input, target, weight, ignore_index, reduction = inputs
-        ctx.ignore_index, ctx.reduction = ignore_index, reduction
+        input, target, weight, ctx.ignore_index, ctx.reduction = inputs
         ctx.input_shape, ctx.input_dtype = input.shape, input.dtype
-        ctx.save_for_backward(target, weight)
-        ctx.save_for_forward(target, weight)
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(target, weight, output[1])
+        ctx.save_for_forward(target, weight, output[1])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        if not ctx.needs_input_grad[0]:
+    def backward(ctx, grad: Tensor | None, _grad_total=None):
+        if grad is None or not ctx.needs_input_grad[0]:
             return None, None, None, None, None
-        target, weight = ctx.saved_tensors
-        shape, red = ctx.input_shape, ctx.reduction
-        total = (_nll_total_weight(target, weight, ctx.ignore_index, ctx.input_dtype) if red == MEAN
-                 else grad.new_ones((), dtype=ctx.input_dtype))
+        target, weight, total = ctx.saved_tensors
+        shape, red, ii = ctx.input_shape, ctx.reduction, ctx.ignore_index
         # torch's nll_loss backward kernels read only the shape, dtype and device of ``self``
+        zero = grad.new_zeros((), dtype=ctx.input_dtype)
         if len(shape) <= 2:
-            self = grad.new_zeros((), dtype=ctx.input_dtype).expand(shape)
-            out = torch.ops.aten.nll_loss_backward.default(grad, self, target, weight, red, ctx.ignore_index, total)
-        else:
-            t = target.reshape(shape[0], 1, -1)
-            self = grad.new_zeros((), dtype=ctx.input_dtype).expand(shape[0], shape[1], 1, t.shape[-1])
-            g = grad.reshape(t.shape) if red == NONE else grad
-            out = torch.ops.aten.nll_loss2d_backward.default(g, self, t, weight, red, ctx.ignore_index, total)
-            out = out.reshape(shape)
-        return out, None, None, None, None
+            return torch.ops.aten.nll_loss_backward.default(grad, zero.expand(shape), target, weight, red, ii, total), \
+                None, None, None, None
+        x, t = _nll_4d(zero.expand(shape), target)
+        g = grad.reshape(t.shape) if red == NONE else grad
+        out = torch.ops.aten.nll_loss2d_backward.default(g, x, t, weight, red, ii, total)
+        return out.reshape(shape), None, None, None, None
 
     @staticmethod
     def jvp(ctx, dx, *_):
-        target, weight = ctx.saved_tensors
-        return torch._C._nn.nll_loss_nd(dx, target, weight, ctx.reduction, ctx.ignore_index)
+        target, weight, _total = ctx.saved_tensors
+        return torch._C._nn.nll_loss_nd(dx, target, weight, ctx.reduction, ctx.ignore_index), None

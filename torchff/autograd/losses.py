@@ -7,15 +7,13 @@ Gaussian               linear              ``_RegressionFunction`` MSE (regressi
 Gaussian, learned var  linear + variance   ``_RegressionFunction`` GAUSSIAN (regression, private)
 Laplace                linear              ``_RegressionFunction`` L1, LAPLACE (regression, private)
 Bernoulli              sigmoid             ``BCEWithLogitsFunction`` (bernoulli)
-Multinoulli            softmax             ``NLLLossFunction`` (cross_entropy; softmax cross-entropy
-                                           is ``torchff.functional.cross_entropy``)
+Multinoulli            softmax             ``_CrossEntropyFunction``, ``_NLLLossFunction``
+                                           (cross_entropy, private)
 =====================  ==================  ======================================================
 """
 
 from torchff.autograd.bernoulli import BCEWithLogitsFunction
-from torchff.autograd.cross_entropy import NLLLossFunction
 
 __all__ = [
     "BCEWithLogitsFunction",
-    "NLLLossFunction",
 ]
