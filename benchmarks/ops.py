@@ -16,6 +16,7 @@ non-scalar outputs), so the Linears' matrix products do not dilute the ratio.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,6 +27,7 @@ from torch import nn
 
 import torchff
 import torchff.functional as F
+from torchff.autograd import _PositionalSignature  # the function_floor reference only
 
 from benchmarks.common import Sizes
 
@@ -97,10 +99,11 @@ def parameters(fn) -> list:
     return list(fn.parameters()) if isinstance(fn, nn.Module) else []
 
 
-def build_cases(sizes: Sizes, device: str, dtype: torch.dtype = torch.float32, names=None) -> list:
-    """Every case (or those in ``names``), as ``OpCase`` or ``(name, Missing)`` when unavailable."""
+def build_cases(sizes: Sizes, device: str, dtype: torch.dtype = torch.float32, names=None, cases=None) -> list:
+    """Every case of ``cases`` (default :data:`CASES`; or those in ``names``), as ``OpCase`` or
+    ``(name, Missing)`` when unavailable."""
     out = []
-    for name, builder in CASES.items():
+    for name, builder in (CASES if cases is None else cases).items():
         if names is not None and name not in names:
             continue
         gen = torch.Generator(device="cpu").manual_seed(0)
@@ -255,6 +258,42 @@ CASES: dict[str, Callable] = {
     "l1_loss": _regression("l1_loss", "l1_loss"),
     "gaussian_nll": _gaussian,
     "laplace_nll": _laplace,
+}
+
+# --------------------------------------------------------------------------------------
+# references: what no torchff op can beat, timed beside the ops (train group)
+# --------------------------------------------------------------------------------------
+class _BareFunction(torch.autograd.Function):
+    """The cheapest custom Function: torch's relu in forward, its ``threshold_backward`` in
+    backward, the output saved, in the style every torchff Function uses (forward without ctx,
+    ``setup_context``, the forward's signature cached as torchff caches its Functions')."""
+
+    @staticmethod
+    def forward(input):
+        return torch.relu(input)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0)
+
+
+def _cache_signature(cls) -> None:
+    fn = cls.__dict__["forward"].__func__
+    fn.__signature__ = _PositionalSignature(inspect.signature(fn))
+
+
+_cache_signature(_BareFunction)
+
+#: reference cases, timed in the ``train`` group without a target: ``function_floor`` is a bare
+#: Python autograd.Function around torch's relu against torch's relu, the per-call cost any
+#: Function pays at the sizes MLPs train at (the floor under every torchff op there)
+REFERENCES: dict[str, Callable] = {
+    "function_floor": _elementwise("function_floor", lambda: _BareFunction.apply, torch.relu, "0 (the output)"),
 }
 
 #: elementwise cases (one kernel per direction on CUDA is their target); the rest are layers and losses

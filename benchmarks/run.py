@@ -257,6 +257,8 @@ def run_case(case: ops.OpCase, sizes: Sizes, device: str, opts, *, group: str, t
                 row["fraction_of_peak"] = {k: v / peak_gbps for k, v in row["gbps"].items()}
     elif compiled:
         row["time_target"] = COMPILED_TIME_TARGET
+    elif case.name in ops.REFERENCES:
+        row["time_target"] = None  # a reference, not a torchff op
     elif group == "train":
         row["time_target"] = TRAIN_TIME_TARGET
     else:
@@ -268,9 +270,9 @@ def _error_row(base: dict, e: Exception) -> dict:
     return {**base, "status": "error", "reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=4)}
 
 
-def run_ops(sizes: Sizes, device: str, opts, names, **kw) -> list[dict]:
+def run_ops(sizes: Sizes, device: str, opts, names, cases=None, **kw) -> list[dict]:
     rows = []
-    for case in ops.build_cases(sizes, device, names=names):
+    for case in ops.build_cases(sizes, device, names=names, cases=cases):
         base = {"group": kw["group"], "device": device, "mode": "compiled" if kw.get("compiled") else "eager",
                 "shape": [sizes.rows, sizes.features]}
         if isinstance(case, tuple):
@@ -470,6 +472,11 @@ def _md_train(rows: list[dict], device: str) -> list[str]:
                 r = match[0]
                 cells.append(f" {_fmt_time(r['time_s']['torchff'])} | {_fmt_time(r['time_s']['torch'])} | {_fmt_target(r)} |")
         lines.append(f"| {name} |" + "".join(cells))
+    if any(n in ops.REFERENCES for n in names):
+        lines += ["", "function_floor is not a torchff op: a bare Python `autograd.Function` (forward without ctx, "
+                      "`setup_context`, its signature cached as torchff caches its Functions') calling torch's `relu` and "
+                      "`threshold_backward`, against `torch.relu`. It is what any custom Function costs per call "
+                      "here, the floor under every torchff op at these sizes."]
     return lines + [""]
 
 
@@ -733,6 +740,8 @@ def main(argv=None) -> dict:
                 sizes = Sizes(rows=rows_, features=feats, pieces=plan.train_pieces)
                 result["ops"] += run_ops(sizes, device, args, op_names, group="train", timing=timing("train"),
                                          threads=plan.train_threads)
+                result["ops"] += run_ops(sizes, device, args, None, cases=ops.REFERENCES, group="train",
+                                         timing=timing("train"), threads=plan.train_threads)
         if "train_mlp" in groups:
             result["mlp"] += run_train_mlp(plan, device, args, train_acts)
         if "large" in groups:
