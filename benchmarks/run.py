@@ -49,6 +49,11 @@ import time
 import traceback
 from dataclasses import dataclass
 
+try:
+    import resource
+except ImportError:  # (not on Windows)
+    resource = None
+
 import torch
 from torch import nn
 
@@ -227,6 +232,29 @@ def _case_bytes(name: str, sizes: Sizes) -> dict:
             for side in ("torchff", "torch")}
 
 
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _counting_faults(runs: dict) -> tuple[dict, dict]:
+    """``runs`` wrapped to count the process's minor page faults during each call (the pages a
+    fresh buffer is faulted in with), and the counts: side -> {"calls", "faults"}. Each run is
+    called twice first (uncounted), so the counts are of calls after the first allocations."""
+    counts = {k: {"calls": 0, "faults": 0} for k in runs}
+
+    def wrap(run, c):
+        def counted():
+            before = _minor_faults()
+            run()
+            c["faults"] += _minor_faults() - before
+            c["calls"] += 1
+        return counted
+
+    for run in runs.values():
+        run(), run()
+    return {k: wrap(run, counts[k]) for k, run in runs.items()}, counts
+
+
 def run_case(case: ops.OpCase, sizes: Sizes, device: str, opts, *, group: str, timing, threads: int,
              compiled: bool = False, with_saved: bool = False, peak_gbps: float | None = None) -> dict:
     row = {"group": group, "name": case.name, "kind": case.kind, "device": device,
@@ -243,9 +271,14 @@ def run_case(case: ops.OpCase, sizes: Sizes, device: str, opts, *, group: str, t
         row["saved_target"] = _target(SAVED_TARGET, case.name)
     runs = {k: forward_backward(fn, case.args, case.wrt + ops.parameters(case.torchff if k == "torchff" else case.torch))
             for k, fn in fns.items()}
+    faults = None
+    if group == "large" and device == "cpu" and resource is not None:  # (a few µs a call: large only)
+        runs, faults = _counting_faults(runs)
     rounds, min_run_time = timing
     times = interleaved_medians(runs, rounds=rounds, min_run_time=min_run_time, threads=threads)
     _record_times(row, times)
+    if faults is not None:
+        row["faults_per_call"] = {k: c["faults"] / c["calls"] for k, c in faults.items()}
     if device == "cuda":
         row["time_target"] = CUDA_TIME_TARGET
         row["peak_bytes"] = {k: peak_cuda_bytes(r) for k, r in runs.items()}
@@ -514,7 +547,11 @@ def _md_ops(rows: list[dict], title: str) -> list[str]:
     eager, cuda = rows[0]["mode"] == "eager", rows[0]["device"] == "cuda"
     saved = any("saved_bytes" in r for r in rows)
     gbps = any("gbps" in r for r in rows)
+    faults = any("faults_per_call" in r for r in rows)
     head, sep = "| op | torchff fwd+bwd | torch fwd+bwd | time ratio (target) |", "|---|---:|---:|---:|"
+    if faults:
+        head += " page faults / call torchff | torch |"
+        sep += "---:|---:|"
     if saved:
         head += " extra saved torchff | extra saved torch | saved ratio (target) |"
         sep += "---:|---:|---:|"
@@ -531,6 +568,9 @@ def _md_ops(rows: list[dict], title: str) -> list[str]:
             continue
         t = r["time_s"]
         line = f"| {r['name']} | {_fmt_time(t['torchff'])} | {_fmt_time(t['torch'])} | {_fmt_target(r)} |"
+        if faults:
+            f = r.get("faults_per_call") or {}
+            line += "".join(f" {f[k]:.0f} |" if k in f else " - |" for k in ("torchff", "torch"))
         if saved:
             sb = r["saved_bytes"]
             line += (f" {_fmt_bytes(sb['torchff']['extra'])} | {_fmt_bytes(sb['torch']['extra'])} | "
@@ -546,6 +586,11 @@ def _md_ops(rows: list[dict], title: str) -> list[str]:
             p = r.get("peak_bytes") or {}
             line += f" {_fmt_bytes(p.get('torchff'))} | {_fmt_bytes(p.get('torch'))} |"
         lines.append(line)
+    if faults:
+        lines += ["", "Page faults / call: the process's minor page faults per timed call, counted around each call "
+                      "(4 KiB pages; a fresh 16 MiB buffer is 4096): the time a side spends faulting in fresh "
+                      "buffers, which depends on whether glibc's malloc hands it back freed memory as much as on "
+                      "the op."]
     return lines + [""]
 
 

@@ -124,10 +124,32 @@ def test_large_ops_and_mlp(smoke):
         assert tuple(r["shape"]) == (ROWS, FEATURES)
         for side in ("torchff", "torch"):
             assert 0 <= r["saved_bytes"][side]["extra"] <= r["saved_bytes"][side]["total"]
+            assert r["faults_per_call"][side] >= 0
+    assert "| page faults / call torchff | torch |" in smoke["_markdown"]
+    assert not any("faults_per_call" in r for r in smoke["ops"] if r["group"] != "large")  # (timed bare there)
     mlp_rows = [r for r in smoke["mlp"] if r["group"] == "large"]
     assert {r["activation"] for r in mlp_rows} == set(run.mlp.MLP_ACTIVATIONS)
     for r in mlp_rows:
         _check_timed(r)
+
+
+def test_fault_counts_are_the_faults_of_each_call():
+    import mmap
+
+    pages = 64
+
+    def fresh_pages():  # a fresh anonymous mapping, each page touched: one minor fault a page
+        m = mmap.mmap(-1, pages * mmap.PAGESIZE)
+        for i in range(pages):
+            m[i * mmap.PAGESIZE] = 1
+        m.close()
+
+    runs, counts = run._counting_faults({"torchff": fresh_pages, "torch": lambda: None})
+    for _ in range(3):
+        runs["torchff"](), runs["torch"]()
+    assert counts["torchff"]["calls"] == counts["torch"]["calls"] == 3  # (the two warm-up calls uncounted)
+    assert pages <= counts["torchff"]["faults"] / 3 < 2 * pages
+    assert counts["torch"]["faults"] / 3 < pages / 4
 
 
 def test_compiled_rows(smoke):
