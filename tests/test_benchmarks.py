@@ -131,6 +131,11 @@ def test_large_ops_and_mlp(smoke):
     assert {r["activation"] for r in mlp_rows} == set(run.mlp.MLP_ACTIVATIONS)
     for r in mlp_rows:
         _check_timed(r)
+    leaky = next(r for r in mlp_rows if r["activation"] == "leaky_relu")  # a 1-byte mask for torch's 4-byte input
+    hidden = leaky["batch"] * sum(leaky["dims"][1:-1])
+    sb = leaky["saved_bytes"]
+    assert sb["torch"]["activations"] - sb["torchff"]["activations"] >= 3 * hidden
+    assert leaky["saved_ratio_activations"] <= leaky["saved_target"] < 1
 
 
 def test_fault_counts_are_the_faults_of_each_call():
