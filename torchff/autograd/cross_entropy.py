@@ -363,12 +363,14 @@ class _NLLLossFunction(Function):
             return None, None, None, None, None
         target, weight, total = ctx.saved_tensors
         shape, red, ii = ctx.input_shape, ctx.reduction, ctx.ignore_index
-        # torch's nll_loss backward kernels read only the shape, dtype and device of ``self``
-        zero = grad.new_zeros((), dtype=ctx.input_dtype)
+        # torch's nll_loss backward kernels read only the shape, dtype and device of ``self``: an
+        # expanded 0-d tensor of the input's dtype stands in for it (the 0-d upstream gradient
+        # itself where the loss is reduced, which saves an allocation)
+        stand_in = (grad if grad.dim() == 0 else grad.new_empty((), dtype=ctx.input_dtype)).expand(shape)
         if len(shape) <= 2:
-            return torch.ops.aten.nll_loss_backward.default(grad, zero.expand(shape), target, weight, red, ii, total), \
+            return torch.ops.aten.nll_loss_backward.default(grad, stand_in, target, weight, red, ii, total), \
                 None, None, None, None
-        x, t = _nll_4d(zero.expand(shape), target)
+        x, t = _nll_4d(stand_in, target)
         g = grad.reshape(t.shape) if red == NONE else grad
         out = torch.ops.aten.nll_loss2d_backward.default(g, x, t, weight, red, ii, total)
         return out.reshape(shape), None, None, None, None
