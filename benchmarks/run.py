@@ -115,7 +115,7 @@ class Plan:
     @classmethod
     def full(cls) -> "Plan":
         return cls(large=Sizes(), cuda_large=Sizes(rows=8192, features=8192),
-                   timing={"train": (7, 0.05), "train_mlp": (7, 0.1), "large": (4, 0.2), "compiled": (3, 0.2)})
+                   timing={"train": (7, 0.05), "train_mlp": (7, 0.1), "large": (4, 0.2), "compiled": (7, 0.2)})
 
     @classmethod
     def quick(cls) -> "Plan":
@@ -276,7 +276,7 @@ def run_case(case: ops.OpCase, sizes: Sizes, device: str, opts, *, group: str, t
     runs = {k: forward_backward(fn, case.args, case.wrt + ops.parameters(case.torchff if k == "torchff" else case.torch))
             for k, fn in fns.items()}
     faults = None
-    if group == "large" and device == "cpu" and resource is not None:  # (a few µs a call: large only)
+    if group in ("large", "compiled") and device == "cpu" and resource is not None:  # (a few µs a call)
         runs, faults = _counting_faults(runs)
     rounds, min_run_time = timing
     times = interleaved_medians(runs, rounds=rounds, min_run_time=min_run_time, threads=threads)
@@ -599,9 +599,9 @@ def _md_ops(rows: list[dict], title: str) -> list[str]:
         lines.append(line)
     if faults:
         lines += ["", "Page faults / call: the process's minor page faults per timed call, counted around each call "
-                      "(4 KiB pages; a fresh 16 MiB buffer is 4096): the time a side spends faulting in fresh "
-                      "buffers, which depends on whether glibc's malloc hands it back freed memory as much as on "
-                      "the op."]
+                      "(4 KiB pages: a fresh 16 MiB buffer is 4096 of them, fewer where transparent huge "
+                      "pages back it): how often a side faults in fresh buffers, which depends on whether "
+                      "glibc's malloc hands it back freed memory as much as on the op."]
     return lines + [""]
 
 
