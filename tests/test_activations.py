@@ -310,6 +310,40 @@ def test_nothing_saved_without_grad():
 # --------------------------------------------------------------------------------------
 # inductor (slow) and CUDA (skipped without a device)
 # --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["prelu", "prelu_channels", "prelu_frozen", "abs_relu"])
+def test_compiled_prelu_and_abs_trace_torch_ops(name):
+    # under torch.compile, PReLU's and abs's twins trace torch's formulas, which inductor fuses
+    # (an opaque torchff:: kernel measured slower than inductor's fused code there); the graphs
+    # AOT autograd hands the compiler hold no torchff:: op, and the values match eager
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.aot_autograd import make_boxed_func
+
+    graphs = []
+
+    def keep(gm, _inputs):
+        graphs.append(gm)
+        return make_boxed_func(gm)
+
+    x = torch.randn(6, 5, requires_grad=True)
+    w = {"prelu": torch.tensor([0.25], requires_grad=True), "prelu_channels": torch.rand(5, requires_grad=True),
+         "prelu_frozen": torch.rand(5)}.get(name)
+    fn = F.abs_relu if w is None else (lambda z: F.prelu(z, w))
+    torch._dynamo.reset()
+    try:
+        out = torch.compile(fn, backend=aot_autograd(fw_compiler=keep, bw_compiler=keep), fullgraph=True)(x)
+        grads = torch.autograd.grad(out, [x] if w is None or not w.requires_grad else [x, w], torch.ones_like(out))
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs) == 2  # forward and backward
+    for gm in graphs:
+        targets = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+        assert not {t for t in targets if t.startswith("torchff.")}, gm.code
+    want = fn(x)
+    torch.testing.assert_close(out, want)
+    for g, e in zip(grads, torch.autograd.grad(want, [x] if len(grads) == 1 else [x, w], torch.ones_like(want))):
+        torch.testing.assert_close(g, e)
+
+
 @pytest.mark.slow
 def test_inductor_compiles_every_activation_in_one_graph():
     from torchff.testing import check_compile

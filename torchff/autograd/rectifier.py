@@ -17,10 +17,12 @@ value only.
 
 Forward mode: every Function has a ``jvp``. Dynamo cannot trace a Function that defines one
 (``torch.compile`` refuses it, and forward-mode AD does not run in a compiled graph), so each
-Function has a twin without it, identical otherwise (:func:`with_compile_twin`), and
-:func:`pick` returns the twin while compiling. :mod:`torchff.functional` calls
-``pick(pair).apply(...)``; code that is compiled should too (``pick(RELU).apply(x)``, not
-``ReLUFunction.apply(x)``).
+Function has a twin without it (:func:`with_compile_twin`), and :func:`pick` returns the twin
+while compiling. The twins of abs and PReLU also trace torch's formulas instead of calling the
+ops, so that inductor fuses them as it fuses torch's own (CONTRIBUTING.md, "Compiler
+visibility"); the other twins are identical to their Functions otherwise.
+:mod:`torchff.functional` calls ``pick(pair).apply(...)``; code that is compiled should too
+(``pick(RELU).apply(x)``, not ``ReLUFunction.apply(x)``).
 """
 
 from __future__ import annotations
@@ -42,10 +44,15 @@ _NEGATIVE_SLOPE_INPLACE = (
 )
 
 
-def with_compile_twin(cls: type) -> tuple[type, type]:
-    """``(cls, twin)``: the twin is a subclass of ``cls`` without its ``jvp`` (the one
-    difference), which ``torch.compile`` can trace; :func:`pick` chooses."""
-    return cls, type(cls.__name__ + "Compiled", (cls,), {"jvp": Function.jvp, "__doc__": cls.__doc__})
+def with_compile_twin(cls: type, **traced) -> tuple[type, type]:
+    """``(cls, twin)``: the twin is a subclass of ``cls`` without its ``jvp``, which
+    ``torch.compile`` can trace; :func:`pick` chooses.
+
+    ``traced`` replaces methods of the twin (``forward=staticmethod(...)``, ...) with torch ops,
+    for the Functions whose ``torchff::`` op inductor would call as one opaque kernel where it
+    fuses torch's own formula, faster on CPU (PReLU and abs; ``benchmarks/`` compiled group)."""
+    body = {"jvp": Function.jvp, "__doc__": cls.__doc__, **traced}
+    return cls, type(cls.__name__ + "Compiled", (cls,), body)
 
 
 def pick(pair):
@@ -234,7 +241,9 @@ class _AbsSignFunction(Function):
 
     Saved for backward: the sign as int8, written in the same pass as the value (op
     ``torchff::abs_sign``): 1 byte per element. torch's ``abs`` keeps its input (4 bytes for
-    float32). The output cannot replace it: it is non-negative.
+    float32). The output cannot replace it: it is non-negative. Under ``torch.compile`` the twin
+    traces torch's ``abs`` and ``grad * sgn(z)`` instead, and the compiled graph keeps what
+    inductor's partitioner picks (the input, as compiled torch's).
     """
 
     generate_vmap_rule = True
@@ -255,6 +264,25 @@ class _AbsSignFunction(Function):
         if torch.is_grad_enabled():
             return grad * sign
         return _k.times_small(grad, sign)
+
+    @staticmethod
+    def _traced_forward(input: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.abs(input), _k._none(input, torch.int8)
+
+    @staticmethod
+    def _traced_setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def _traced_backward(ctx, grad: Tensor | None, _grad_sign: Tensor | None = None):
+        # torch's abs backward, which inductor fuses: the compiled graph keeps what its partitioner
+        # picks (the input, as torch's), not the int8 sign the eager op writes
+        if grad is None:
+            return None
+        (input,) = ctx.saved_tensors
+        return grad * input.sgn()
 
     @staticmethod
     def jvp(ctx, tangent: Tensor):
@@ -289,7 +317,9 @@ class _PReLUFunction(Function):
       the value (``torchff::prelu``), 1 byte per element; the mask is returned as the second
       output (empty otherwise).
 
-    ``with_mask=True`` while the weight needs a gradient is ignored (the input is kept).
+    ``with_mask=True`` while the weight needs a gradient is ignored (the input is kept). Under
+    ``torch.compile`` the twin traces the ops' torch formulas (the composite and the
+    differentiable backward), which inductor fuses.
     """
 
     generate_vmap_rule = True
@@ -318,6 +348,15 @@ class _PReLUFunction(Function):
         if not torch.is_grad_enabled():
             gi, gw = _k.prelu_backward(grad, saved, weight, need_input, need_weight)
             return (gi if need_input else None), (gw if need_weight else None), None
+        return _PReLUFunction._traced_backward(ctx, grad)
+
+    @staticmethod
+    def _traced_backward(ctx, grad: Tensor | None, _grad_mask: Tensor | None = None):
+        # torch ops, differentiable: the double-backward formula, and the compile twin's backward
+        if grad is None:
+            return None, None, None
+        saved, weight = ctx.saved_tensors
+        need_input, need_weight = ctx.needs_input_grad[:2]
         positive = saved if ctx.from_mask else saved > 0
         gi = gw = None
         if need_input:
@@ -347,5 +386,14 @@ RELU = with_compile_twin(ReLUFunction)
 RELU_INPLACE = with_compile_twin(ReLUInplaceFunction)
 LEAKY_RELU_MASK = with_compile_twin(_LeakyReLUMaskFunction)
 LEAKY_RELU_INPLACE = with_compile_twin(LeakyReLUInplaceFunction)
-ABS_SIGN = with_compile_twin(_AbsSignFunction)
-PRELU = with_compile_twin(_PReLUFunction)
+ABS_SIGN = with_compile_twin(
+    _AbsSignFunction,
+    forward=staticmethod(_AbsSignFunction._traced_forward),
+    setup_context=staticmethod(_AbsSignFunction._traced_setup_context),
+    backward=staticmethod(_AbsSignFunction._traced_backward),
+)
+PRELU = with_compile_twin(
+    _PReLUFunction,
+    forward=staticmethod(_k._prelu_composite),
+    backward=staticmethod(_PReLUFunction._traced_backward),
+)
