@@ -341,14 +341,12 @@ class _PReLUFunction(Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, _grad_mask: Tensor | None = None):
-        if grad is None:
-            return None, None, None
+        if grad is None or torch.is_grad_enabled():
+            return _PReLUFunction._traced_backward(ctx, grad)
         saved, weight = ctx.saved_tensors
         need_input, need_weight = ctx.needs_input_grad[:2]
-        if not torch.is_grad_enabled():
-            gi, gw = _k.prelu_backward(grad, saved, weight, need_input, need_weight)
-            return (gi if need_input else None), (gw if need_weight else None), None
-        return _PReLUFunction._traced_backward(ctx, grad)
+        gi, gw = _k.prelu_backward(grad, saved, weight, need_input, need_weight)
+        return (gi if need_input else None), (gw if need_weight else None), None
 
     @staticmethod
     def _traced_backward(ctx, grad: Tensor | None, _grad_mask: Tensor | None = None):
